@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -116,3 +117,257 @@ def main(argv: list[str] | None = None) -> int:
 
 def _path(text: str) -> Path:
     return Path(text)
+
+
+@subcommand
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    from .client import TOKEN_ENV, default_base_url
+
+    p = sub.add_parser("cache", help="build or refresh the registry cache (three phases)")
+    p.add_argument("--output", type=_path, default=Path("cache.json"), help="cache file to write")
+    p.add_argument("--input", type=_path, help="existing cache to refresh incrementally")
+    p.add_argument("--no-nodes", dest="nodes", action="store_false", help="skip phase 1")
+    p.add_argument("--no-versions", dest="versions", action="store_false", help="skip phase 2")
+    p.add_argument("--no-metadata", dest="metadata", action="store_false", help="skip phase 3")
+    p.add_argument("--nodes-per-page", type=positive_int, default=100, help="phase 1 page size")
+    p.add_argument(
+        "--max-versions", type=versions_limit, default=-1, help="newest N versions (-1 all)"
+    )
+    p.add_argument("--concurrency", type=positive_int, default=10, help="requests in flight")
+    p.add_argument(
+        "--checkpoint-interval", type=positive_int, default=20, help="nodes per checkpoint"
+    )
+    p.add_argument("--pages", type=positive_int, help="fetch at most this many pages")
+    p.add_argument(
+        "--base-url", default=default_base_url(), help="registry API (env REGISTRY_TOOLS_BASE_URL)"
+    )
+    p.add_argument("--max-attempts", type=positive_int, default=6, help="tries per request")
+    p.add_argument("--backoff", type=float, default=0.5, help="first back-off in seconds")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument(
+        "--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (env {TOKEN_ENV})"
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: when stderr is a terminal)",
+    )
+    _add_log_level(p)
+    p.set_defaults(run=_run_cache)
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from .phases import CacheOptions, run_cache
+
+    options = CacheOptions(**{f.name: getattr(args, f.name) for f in fields(CacheOptions)})
+    summary = run_cache(options)
+    print(summary.text(), file=sys.stderr)
+    for failure in summary.failures[:20]:
+        print(f"  failed: {failure}", file=sys.stderr)
+    if len(summary.failures) > 20:
+        print(f"  ... and {len(summary.failures) - 20} more failures", file=sys.stderr)
+    if summary.failures:
+        retry = options.output if summary.written else options.input
+        hint = f" (re-run with --input {retry} to retry only those)" if retry else ""
+        print(f"{PROG}: error: {len(summary.failures)} items failed{hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@subcommand
+def _add_notebook(sub: argparse._SubParsersAction) -> None:
+    from .notebook import DEFAULT_OUTPUT_DIR, DEFAULT_TIMEOUT
+
+    p = sub.add_parser("notebook", help="run the notebooks headless (papermill-style parameters)")
+    actions = p.add_subparsers(dest="notebook_command", required=True, parser_class=_Parser)
+    params = argparse.ArgumentParser(add_help=False)
+    params.add_argument(
+        "-p",
+        "--parameter",
+        dest="params",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameter with a Python literal (repeatable)",
+    )
+    params.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per cell"
+    )
+    _add_log_level(params)
+    run = actions.add_parser("run", parents=[params], help="execute one notebook")
+    run.add_argument("notebook", help="a bundled notebook name (01_nodes) or an .ipynb path")
+    run.add_argument(
+        "--output", type=_path, help=f"executed notebook (default {DEFAULT_OUTPUT_DIR}/NAME.ipynb)"
+    )
+    run.set_defaults(run=_run_notebook)
+    run_all = actions.add_parser("run-all", parents=[params], help="execute 01..05 in order")
+    run_all.add_argument(
+        "--output-dir", type=_path, default=DEFAULT_OUTPUT_DIR, help="where everything goes"
+    )
+    run_all.set_defaults(run=_run_all_notebooks)
+    strip = actions.add_parser("strip", help="remove outputs from notebooks before committing")
+    strip.add_argument("notebooks", nargs="*", help="notebooks (default: the bundled ones)")
+    strip.add_argument("--check", action="store_true", help="change nothing; exit 1 if needed")
+    strip.set_defaults(run=_strip_notebooks)
+
+
+def _run_notebook(args: argparse.Namespace) -> int:
+    from .notebook import NotebookFailed, run_notebook
+
+    try:
+        done = run_notebook(args.notebook, args.output, args.params, timeout=args.timeout)
+    except NotebookFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"executed notebook: {done.output} ({done.seconds:.1f} s)")
+    return 0
+
+
+def _run_all_notebooks(args: argparse.Namespace) -> int:
+    from .notebook import NotebookFailed, run_all
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        result = run_all(args.output_dir, args.params, timeout=args.timeout, log=log)
+    except NotebookFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    print(result.text())
+    return 0
+
+
+def _strip_notebooks(args: argparse.Namespace) -> int:
+    from .notebook import strip_files
+
+    dirty = strip_files(args.notebooks, write=not args.check)
+    for path in dirty:
+        print(f"{'has outputs' if args.check else 'stripped'}: {path}", file=sys.stderr)
+    return 1 if dirty and args.check else 0
+
+
+@subcommand
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write a realistic synthetic registry cache")
+    p.add_argument("--nodes", type=positive_int, required=True, help="number of nodes (packages)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    p.add_argument("--output", type=_path, required=True, help="cache file to write")
+    _add_log_level(p)
+    p.set_defaults(run=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from . import store, synth
+
+    store.check_writable(args.output)
+    cache = synth.generate(args.nodes, args.seed)
+    store.write_atomic(args.output, store.dumps(cache))
+    print(f"wrote {args.output}: {synth.summary(cache)}", file=sys.stderr)
+    return 0
+
+
+@subcommand
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a cache as the registry API (emulator)")
+    p.add_argument("--cache", type=_path, required=True, help="cache file to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=non_negative_int, default=0, help="port (default 0: any free)")
+    p.add_argument("--latency-ms", type=non_negative_float, default=0, help="delay per request")
+    for kind, what in (
+        ("429", "429 with Retry-After"),
+        ("429-bare", "429 without Retry-After"),
+        ("500", "500"),
+        ("drop", "connection closed without an answer"),
+        ("truncate", "half a body, then the connection closed"),
+    ):
+        p.add_argument(f"--rate-{kind}", type=rate, default=0.0, help=f"share of {what}")
+    p.add_argument(
+        "--retry-after", type=non_negative_float, default=1.0, help="Retry-After seconds"
+    )
+    p.add_argument("--seed", type=int, default=0, help="fault seed (same seed, same faults)")
+    p.add_argument(
+        "--max-consecutive-faults", type=non_negative_int, default=3, help="fault streak cap"
+    )
+    p.add_argument(
+        "--missing-download-rate",
+        type=rate,
+        default=0.1,
+        help="share of versions listed without downloadUrl (default 0.1)",
+    )
+    p.add_argument(
+        "--legacy-total-pages", action="store_true", help="comfy-nodes pages say totalPages"
+    )
+    _add_log_level(p)
+    p.set_defaults(run=_run_serve)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    from dataclasses import fields
+
+    from . import store
+    from .emulator import Emulator, Faults, serve
+
+    try:
+        faults = Faults(**{f.name: getattr(args, f.name) for f in fields(Faults)})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    emulator = Emulator(
+        store.load_cache(args.cache, "--cache"),
+        faults,
+        missing_download_rate=args.missing_download_rate,
+        legacy_total_pages=args.legacy_total_pages,
+    )
+
+    def ready(url: str) -> None:
+        print(f"serving {url}", flush=True)
+
+    asyncio.run(serve(emulator, args.host, args.port, ready))
+    print(f"emulator: {emulator.counters.summary()}", file=sys.stderr)
+    return 0
+
+
+@subcommand
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="re-record a cassette set: a synthetic one from the emulator, or a real registry",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="data set name: a synthetic recipe (sample) or, with --base-url, any label",
+    )
+    p.add_argument(
+        "--cassette-dir", type=_path, help="where to write (default: cassettes/<dataset>)"
+    )
+    p.add_argument("--base-url", help="record this registry (e.g. https://api.comfy.org) instead")
+    p.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight")
+    _add_log_level(p)
+    p.set_defaults(run=_run_record)
+
+
+def _run_record(args: argparse.Namespace) -> int:
+    from .client import check_base_url
+    from .recording import record_dataset
+
+    base_url = check_base_url(args.base_url) if args.base_url else None
+    summary = record_dataset(args.dataset, args.cassette_dir, base_url, args.concurrency)
+    print(summary.text())
+    return 0 if summary.ok else 1

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 _SEMVER = re.compile(
     r"^\s*[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.(\d+))?"
-    r"(?:-?([0-9A-Za-z.-]+?))?(?:\+([0-9A-Za-z.-]+))?\s*$"
+    r"(?:-([0-9A-Za-z.-]+)|([A-Za-z][0-9A-Za-z.-]*))?(?:\+[0-9A-Za-z.-]+)?\s*$"
 )
 
 VersionKey = tuple
@@ -23,11 +23,13 @@ def version_key(text: str) -> VersionKey:
     if not match:
         return (0, (), 0, (), text or "")
     numbers = tuple(int(part or 0) for part in match.group(1, 2, 3, 4))
-    pre = match.group(5)
+    pre = match.group(5) or match.group(6)
     if pre is None:
         return (1, numbers, 1, (), text)
     identifiers = tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.-]", pre)
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"[.-]", pre)
+        if part
     )
     return (1, numbers, 0, identifiers, text)
 
