@@ -89,6 +89,7 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     journal_seconds: float = 0.0
+    write_seconds: float = 0.0
     timeline: list[tuple[float, str]] = field(default_factory=list)
     phase_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -240,8 +241,9 @@ class _Build:
             phase_stats=self.phase_stats,
         )
         if self.progressed or not self.failures:
-            with self._timed():
-                store.write_atomic(self.options.output, store.dumps(cache))
+            begin = time.perf_counter()
+            store.write_atomic(self.options.output, store.dumps(cache))
+            summary.write_seconds = round(time.perf_counter() - begin, 4)
             summary.written = True
         self.journal.close(remove=True)
         summary.journal_seconds = round(self.journal_seconds, 4)

@@ -1,0 +1,202 @@
+"""`registry-tools cache` as a user runs it: bad input, exit codes, SIGKILL and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from registry_tools import clock, store, synth
+from registry_tools.cli import main
+from registry_tools.emulator import Faults, running_emulator
+
+EPOCH = 1767323045  # 2026-01-02T03:04:05Z
+
+
+@pytest.fixture(scope="module")
+def registry() -> dict:
+    clock.pin(EPOCH)
+    try:
+        return synth.generate(60, 4)
+    finally:
+        clock.pin(None)
+
+
+@pytest.fixture
+def emulator(registry):
+    with running_emulator(registry, Faults(latency_ms=2)) as emu:
+        yield emu
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """Exit status and stderr, whether argparse or the library rejected the input."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def pinned(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+
+
+def test_cli_builds_the_cache_and_prints_a_summary(pinned, emulator, registry, tmp_path, capsys):
+    out = tmp_path / "c.json"
+    code, err = run_cli(capsys, "cache", "--output", str(out), "--base-url", emulator.url)
+    assert code == 0
+    assert "60 nodes" in err and "0 failures" in err and f"wrote {out}" in err
+    assert out.read_bytes() == store.dumps(registry)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency", "0"], "argument --concurrency: must be at least 1, got 0"),
+        (["--concurrency", "-3"], "argument --concurrency: must be at least 1, got -3"),
+        (["--nodes-per-page", "0"], "argument --nodes-per-page: must be at least 1"),
+        (["--pages", "-1"], "argument --pages: must be at least 1, got -1"),
+        (["--max-versions", "0"], "argument --max-versions: must be -1 (all) or at least 1"),
+        (["--concurrency", "ten"], "argument --concurrency: not an integer: 'ten'"),
+        (["--base-url", "ftp://example"], "--base-url 'ftp://example': expected an http"),
+        (["--output", "/nonexistent-dir/c.json"], "directory /nonexistent-dir does not exist"),
+    ],
+)
+def test_bad_options_are_one_line_errors(capsys, args, message):
+    code, err = run_cli(capsys, "cache", *args)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"\x00garbage", "not valid JSON"),
+        (b'{"nodes": {"a": 1}}', "not a registry cache (missing the 'nodes' list)"),
+        (b'["x"]', "not a registry cache (top level is a JSON list"),
+    ],
+)
+def test_bad_input_files_leave_everything_untouched(tmp_path, capsys, content, message):
+    source = tmp_path / "in.json"
+    if content is not None:
+        source.write_bytes(content)
+    out = tmp_path / "out.json"
+    out.write_bytes(b"precious")
+    code, err = run_cli(
+        capsys, "cache", "--input", str(source), "--output", str(out), "--base-url", "http://x"
+    )
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert out.read_bytes() == b"precious"
+    assert content is None or source.read_bytes() == content
+
+
+def test_unwritable_output_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda *_args: False)
+    code, err = run_cli(capsys, "cache", "--output", str(tmp_path / "c.json"))
+    assert code == 2 and "is not writable" in err
+
+
+def test_server_answering_html_fails_cleanly(tmp_path, capsys):
+    async def html(_request):
+        return web.Response(text="<html>maintenance</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", html)
+    out = tmp_path / "c.json"
+    out.write_bytes(b"precious")
+    code, err = _run_against(app, capsys, "--output", str(out), "--max-attempts", "2")
+    assert code == 1
+    assert "answer is not JSON (text/html" in err
+    assert "1 items failed" in err
+    assert out.read_bytes() == b"precious"
+
+
+def _run_against(app: web.Application, capsys, *argv: str) -> tuple[int, str]:
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        return run_cli(
+            capsys, "cache", "--base-url", f"http://127.0.0.1:{port}", "--backoff", "0.001", *argv
+        )
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+
+
+# ---- SIGKILL and resume ---------------------------------------------------------------------
+
+
+def _cache_command(url: str, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "registry_tools", "cache", "--output", str(out),
+        "--base-url", url, "--concurrency", "2", "--checkpoint-interval", "3",
+        "--nodes-per-page", "10", "--backoff", "0.001", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)}
+
+
+def _kill_after(command: list[str], journal: Path, records: int) -> None:
+    """Start `command`, SIGKILL it once its journal holds `records` checkpointed records."""
+    process = subprocess.Popen(command, env=_env(), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if journal.exists() and journal.read_bytes().count(b"\n") > records:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+@pytest.mark.parametrize("records", [2, 20, 90, 200])  # phase 1 pages, phase 2, phase 3
+def test_sigkill_then_rerun_gives_the_uninterrupted_cache(registry, tmp_path, records):
+    out = tmp_path / "c.json"
+    journal = Path(f"{out}.journal")
+    with running_emulator(registry, Faults(latency_ms=3, rate_500=0.05, seed=2)) as emu:
+        command = _cache_command(emu.url, out)
+        _kill_after(command, journal, records)
+        assert not out.exists(), "no output before the run ends"
+        resumed = subprocess.run(command, env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert out.read_bytes() == store.dumps(registry)
+    assert not journal.exists()
+
+
+def test_sigkill_during_in_place_refresh_leaves_the_input_intact(registry, tmp_path):
+    out = tmp_path / "c.json"
+    with running_emulator(registry, Faults(latency_ms=3)) as emu:
+        listing = _cache_command(emu.url, out, "--no-versions", "--no-metadata")
+        subprocess.run(listing, env=_env(), check=True, capture_output=True)
+        before = out.read_bytes()
+        command = _cache_command(emu.url, out, "--input", str(out), "--no-nodes")
+        _kill_after(command, Path(f"{out}.journal"), 40)
+        assert out.read_bytes() == before
+        resumed = subprocess.run(command, env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == store.dumps(registry)
