@@ -245,7 +245,10 @@ class _Build:
             store.write_atomic(self.options.output, store.dumps(cache))
             summary.write_seconds = round(time.perf_counter() - begin, 4)
             summary.written = True
-        self.journal.close(remove=True)
+        with self._timed():
+            self.journal.close(remove=True)
+        if self.journal.error is not None:
+            log.warning("checkpoint journal was not fully written: %s", self.journal.error)
         summary.journal_seconds = round(self.journal_seconds, 4)
         return summary
 

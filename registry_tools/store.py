@@ -7,12 +7,13 @@ reader never sees a torn file.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -131,16 +132,20 @@ def build_cache(nodes: Iterable[dict[str, Any]]) -> dict[str, Any]:
 class Journal:
     """Append-only JSON-lines log of finished work, replayed after a crash.
 
-    A checkpoint flushes and fsyncs what was appended since the last one, so its cost is
-    proportional to the work done since then, not to the size of the cache. The first line
-    is a header; a journal whose header differs (other command, other input) is discarded.
-    A torn last line (the process died mid-write) is ignored on replay.
+    A checkpoint hands what was appended since the last one to a writer thread that writes
+    and fsyncs it, so its cost is proportional to the work done since then (not to the size
+    of the cache) and the disk wait overlaps the network wait. The first line is a header; a
+    journal whose header differs (other command, other input) is discarded. A torn last line
+    (the process died mid-write) is ignored on replay: that work is simply done again.
     """
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
         self.header = header
-        self._handle = None
+        self._handle: BinaryIO | None = None
+        self._pending: list[bytes] = []
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self.error: OSError | None = None
 
     def replay(self) -> Iterator[dict[str, Any]]:
         """Records of a previous interrupted run of the same job (none if there was none)."""
@@ -163,23 +168,40 @@ class Journal:
     def open(self, records: list[dict[str, Any]]) -> None:
         """Start a fresh journal holding `records` (the replayed ones), then append."""
         self._handle = open(self.path, "wb")  # noqa: SIM115 - held for the run
-        self._handle.write(orjson.dumps(self.header) + b"\n")
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal")
+        self._pending.append(orjson.dumps(self.header) + b"\n")
         for record in records:
-            self._handle.write(orjson.dumps(record) + b"\n")
+            self.append(record)
         self.checkpoint()
 
     def append(self, record: dict[str, Any]) -> None:
-        assert self._handle is not None, "journal not opened"
-        self._handle.write(orjson.dumps(record) + b"\n")
+        self._pending.append(orjson.dumps(record) + b"\n")
 
     def checkpoint(self) -> None:
-        """Make everything appended so far durable."""
-        if self._handle is not None:
+        """Queue everything appended so far to be written and made durable, in order."""
+        if self._writer is not None and self._pending:
+            blob, self._pending = b"".join(self._pending), []
+            self._writer.submit(self._write, blob)
+
+    def _write(self, blob: bytes) -> None:
+        """Runs on the writer thread. After a failed write (disk full) stop writing: a gap
+        would make replay skip records; the journal is then only as good as its prefix."""
+        if self.error is not None or self._handle is None:
+            return
+        try:
+            self._handle.write(blob)
             self._handle.flush()
             os.fsync(self._handle.fileno())
+        except OSError as exc:
+            self.error = exc
 
     def close(self, remove: bool) -> None:
-        """Close; remove once the final output is safely written."""
+        """Finish queued checkpoints and close; remove once the final output is written."""
+        if not remove:
+            self.checkpoint()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._handle is not None:
             self._handle.close()
             self._handle = None

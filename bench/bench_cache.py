@@ -1,0 +1,86 @@
+"""Cache-builder benchmark: throughput against latency, and the cost of checkpoints.
+
+1. Against `registry-tools serve` (a separate process) with 20 ms latency per request, build
+   all three phases of a synthetic registry (`--nodes`, `--max-versions 10`,
+   `--concurrency 10`) and compare wall time with the ideal `requests x latency / concurrency`.
+2. At the seed's full scale (2,913 nodes) without latency, report the share of wall time
+   spent writing and fsyncing the checkpoint journal (and, separately, the one final write).
+
+Usage: python bench/bench_cache.py [--nodes 500] [--full-nodes 2913]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from registry_tools import clock, store, synth
+from registry_tools.phases import CacheOptions, run_cache
+
+
+def serve(cache: Path, latency_ms: int) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "registry_tools", "serve", "--cache", str(cache)]
+    process = subprocess.Popen(
+        [*command, "--latency-ms", str(latency_ms)], stdout=subprocess.PIPE, text=True
+    )
+    line = process.stdout.readline().strip()
+    if not line.startswith("serving "):
+        process.kill()
+        raise SystemExit(f"emulator did not start: {line!r}")
+    return process, line.split()[1]
+
+
+def build(workdir: Path, nodes: int, latency_ms: int, concurrency: int, max_versions: int):
+    source = workdir / f"registry-{nodes}.json"
+    source.write_bytes(store.dumps(synth.generate(nodes, 1)))
+    process, url = serve(source, latency_ms)
+    try:
+        options = CacheOptions(
+            output=workdir / f"cache-{nodes}.json",
+            base_url=url,
+            concurrency=concurrency,
+            max_versions=max_versions,
+            progress=False,
+        )
+        summary = run_cache(options)
+    finally:
+        process.terminate()
+        process.wait()
+    if not summary.ok:
+        raise SystemExit(f"benchmark run failed: {summary.failures[:3]}")
+    return summary, options.output.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--full-nodes", type=int, default=2913)
+    args = parser.parse_args()
+    clock.pin("2026-01-01T00:00:00Z")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        latency, concurrency = 20, 10
+        summary, _size = build(workdir, args.nodes, latency, concurrency, 10)
+        ideal = summary.requests * latency / 1000 / concurrency
+        print(f"throughput: {args.nodes} nodes, latency {latency} ms, concurrency {concurrency}")
+        print(f"  requests            {summary.requests}")
+        print(f"  wall time           {summary.elapsed:.2f} s")
+        print(f"  ideal               {ideal:.2f} s (requests x latency / concurrency)")
+        print(f"  ratio wall/ideal    {summary.elapsed / ideal:.3f}   (target <= 1.3)")
+
+        summary, size = build(workdir, args.full_nodes, 0, 10, 10)
+        share = summary.journal_seconds / summary.elapsed
+        print(f"checkpoints: {args.full_nodes} nodes, no latency, concurrency 10, max-versions 10")
+        print(f"  versions / metadata {summary.versions} / {summary.metadata_entries}")
+        print(f"  requests            {summary.requests}")
+        print(f"  wall time           {summary.elapsed:.2f} s")
+        print(f"  journal+checkpoints {summary.journal_seconds:.3f} s")
+        print(f"  checkpoint share    {100 * share:.2f} %   (target <= 5 %)")
+        print(f"  final write         {summary.write_seconds:.3f} s ({size / 1e6:.1f} MB, once)")
+
+
+if __name__ == "__main__":
+    main()
