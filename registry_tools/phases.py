@@ -160,7 +160,8 @@ def _load_input(path: Path | None) -> tuple[dict[str, Node], str | None]:
     if path is None:
         return {}, None
     cache = store.load_cache(path)
-    digest = hashlib.sha1(store.dumps(cache)).hexdigest()
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha1").hexdigest()
     return {node["id"]: node for node in cache["nodes"]}, digest
 
 
