@@ -119,6 +119,18 @@ def test_server_answering_html_fails_cleanly(tmp_path, capsys):
     assert out.read_bytes() == b"precious"
 
 
+def test_server_answering_json_of_the_wrong_shape_fails_cleanly(tmp_path, capsys):
+    async def garbage(_request):
+        return web.json_response({"unexpected": [1, 2, 3]})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", garbage)
+    code, err = _run_against(app, capsys, "--output", str(tmp_path / "c.json"))
+    assert code == 1
+    assert "phase1-nodes: page 1: GET http://127.0.0.1:" in err and "not a nodes page" in err
+    assert not (tmp_path / "c.json").exists()
+
+
 def _run_against(app: web.Application, capsys, *argv: str) -> tuple[int, str]:
     import asyncio
     import threading
