@@ -31,6 +31,9 @@ NODE_LOCAL_KEYS = (
 )
 VERSION_LOCAL_KEYS = ("comfy_nodes", "metadata_cached")
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def dumps(obj: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, indented, UTF-8, trailing newline."""
@@ -53,6 +56,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -62,6 +66,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path: Path) -> int:
+    """Keep an existing file's permissions; a new file gets the usual 0666 less the umask
+    (mkstemp's private 0600 would surprise whoever reads the output next)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -62,6 +62,12 @@ def test_write_atomic_replaces_and_leaves_no_temp(tmp_path):
     store.write_atomic(target, b"new")
     assert target.read_bytes() == b"new"
     assert os.listdir(tmp_path) == ["out.json"]
+    fresh = tmp_path / "fresh.json"
+    store.write_atomic(fresh, b"{}")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~store._UMASK
+    target.chmod(0o640)
+    store.write_atomic(target, b"again")
+    assert target.stat().st_mode & 0o777 == 0o640
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,281 @@
+"""The synthetic registry: deterministic, valid, and as awkward as the real one."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from registry_tools import clock, store, synth
+from registry_tools.cli import main
+from registry_tools.semver import version_key
+
+PINNED = "2026-01-02T03:04:05Z"
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock() -> Iterator[None]:
+    clock.pin(PINNED)
+    yield
+    clock.pin(None)
+
+
+@pytest.fixture(scope="module")
+def cache() -> dict[str, Any]:
+    clock.pin(PINNED)
+    try:
+        return synth.generate(300, 1)
+    finally:
+        clock.pin(None)
+
+
+def _versions(cache: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for node in cache["nodes"] for v in node["versions_list"]]
+
+
+def _comfy_nodes(cache: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for v in _versions(cache) for c in v["comfy_nodes"]]
+
+
+def _is_semver(version: str) -> bool:
+    return version_key(version)[0] == 1
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    first = store.dumps(synth.generate(40, 3))
+    assert store.dumps(synth.generate(40, 3)) == first
+    assert store.dumps(synth.generate(40, 4)) != first
+
+
+def test_rejects_no_nodes() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        synth.generate(0, 1)
+
+
+def test_is_a_valid_cache_in_canonical_order(cache: dict[str, Any]) -> None:
+    assert store.cache_problem(cache) is None
+    ids = [node["id"] for node in cache["nodes"]]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+    assert all(re.fullmatch(r"[a-z0-9_-]+", node_id) for node_id in ids)
+    assert cache["cached_at"] == PINNED
+    assert cache["versions_processed"] == len(_versions(cache))
+    assert cache["metadata_entries"] == len(_comfy_nodes(cache))
+    for node in cache["nodes"]:
+        names = [v["version"] for v in node["versions_list"]]
+        assert names == sorted(names, key=version_key, reverse=True)
+        assert len(set(names)) == len(names)
+
+
+def test_node_fields_and_local_keys(cache: dict[str, Any]) -> None:
+    for node in cache["nodes"]:
+        assert node["fully_cached"] is True
+        assert node["versions_cached_at"] == PINNED
+        assert node["publisher"]["name"] == node["author"]
+        assert node["repository"].startswith(("https://github.com/", "http://github.com/"))
+        latest = node.get("latest_version")
+        assert node["versions_cached_for"] == (latest["version"] if latest else "")
+        if node.get("versions_unavailable"):
+            continue
+        if not node["versions_list"]:
+            assert latest is None
+            continue
+        live = [v for v in node["versions_list"] if not v["deprecated"]] or node["versions_list"]
+        assert latest["version"] == live[0]["version"]
+        assert latest["downloadUrl"] == live[0]["download_url"]
+        assert "comfy_nodes" not in latest and "download_url" not in latest
+    repositories = [node["repository"] for node in cache["nodes"]]
+    assert any(r.endswith(".git") for r in repositories)
+    assert any(r.endswith("/") for r in repositories)
+    assert any(r.startswith("http://") for r in repositories)
+    assert any(node["github_stars"] == 0 for node in cache["nodes"])
+    downloads = sorted(node["downloads"] for node in cache["nodes"])
+    assert downloads[-1] > 20 * downloads[len(downloads) // 2]  # heavy tail
+
+
+def test_banned_node(cache: dict[str, Any]) -> None:
+    banned = [node for node in cache["nodes"] if node.get("versions_unavailable")]
+    assert len(banned) == 1
+    assert banned[0]["versions_unavailable"] == "banned"
+    assert banned[0]["status"] == "NodeStatusBanned"
+    assert banned[0]["versions_list"] == []
+
+
+def test_version_counts_are_heavy_tailed(cache: dict[str, Any]) -> None:
+    counts = [len(node["versions_list"]) for node in cache["nodes"]]
+    assert 4.0 <= sum(counts) / len(counts) <= 6.5
+    assert counts.count(0) >= 3
+    assert max(counts) >= 40
+    assert sum(1 <= c <= 6 for c in counts) > 0.7 * len(counts)
+
+
+def test_tricky_version_strings(cache: dict[str, Any]) -> None:
+    versions = _versions(cache)
+    names = [v["version"] for v in versions]
+    assert any(re.fullmatch(r"\d+\.\d+\.\d+-(rc|beta|alpha|dev)[.\d]*", n) for n in names)
+    assert any(not _is_semver(n) for n in names)
+    releases = [
+        [v["version"] for v in node["versions_list"] if re.fullmatch(r"[\d.]+", v["version"])]
+        for node in cache["nodes"]
+    ]
+    # Some node has 1.10.x next to 1.9.x: plain string order is wrong there.
+    assert any(sorted(r) != sorted(r, key=version_key) for r in releases)
+
+
+def test_backport_published_after_a_newer_major(cache: dict[str, Any]) -> None:
+    def backports(node: dict[str, Any]) -> Iterator[str]:
+        semver = [v for v in node["versions_list"] if _is_semver(v["version"])]
+        for newer in semver:
+            for older in semver:
+                newer_major = version_key(newer["version"])[1][0]
+                if version_key(older["version"])[1][0] < newer_major and clock.parse_time(
+                    older["createdAt"]
+                ) > clock.parse_time(newer["createdAt"]):
+                    yield older["version"]
+
+    assert any(next(backports(node), None) for node in cache["nodes"])
+
+
+def test_go_timestamps_and_version_fields(cache: dict[str, Any]) -> None:
+    versions = _versions(cache)
+    fractions = [re.search(r"\.(\d+)Z$", v["createdAt"]) for v in versions]
+    digits = {len(m.group(1)) if m else 0 for m in fractions}
+    assert {0, 1, 5, 6} <= digits
+    assert all(clock.parse_time(v["createdAt"]) for v in versions)
+    statuses = {v["status"] for v in versions}
+    assert statuses >= {
+        "NodeVersionStatusActive",
+        "NodeVersionStatusBanned",
+        "NodeVersionStatusDeleted",
+        "NodeVersionStatusFlagged",
+    }
+    assert 0 < sum(v["deprecated"] for v in versions) < 0.2 * len(versions)
+    urls = [v["download_url"] for v in versions]
+    assert 0 < urls.count(None) < 0.05 * len(urls)
+    assert all(u.startswith("https://") for u in urls if u is not None)
+    assert any(len(v["dependencies"]) >= 3 for v in versions)
+    for v in versions:
+        assert v["metadata_cached"] is True and isinstance(v["comfy_nodes"], list)
+        assert v["download_url"] is None or v["node_id"] in v["download_url"]
+
+
+def test_metadata_pages_and_missing_metadata(cache: dict[str, Any]) -> None:
+    versions = _versions(cache)
+    empty = sum(not v["comfy_nodes"] for v in versions)
+    assert 0.05 < empty / len(versions) < 0.15
+    assert sum(len(v["comfy_nodes"]) > 100 for v in versions) >= 3
+    newest = sum(
+        len(v["comfy_nodes"])
+        for node in cache["nodes"]
+        for v in node["versions_list"][: synth.NEWEST_WITH_METADATA]
+    )
+    assert 8 < newest / len(versions) < 16
+
+
+def test_comfy_node_names_collide_across_packages(cache: dict[str, Any]) -> None:
+    providers: dict[str, set[str]] = defaultdict(set)
+    for node in cache["nodes"]:
+        for version in node["versions_list"]:
+            for comfy in version["comfy_nodes"]:
+                providers[comfy["comfy_node_name"]].add(node["id"])
+    assert 2 <= len(providers["ImageResize+"]) <= 5
+    assert 2 <= len(providers["LoadImageBatch"]) <= 5
+    assert any(not name.isascii() for name in providers)
+
+
+def test_input_types_are_json_strings_of_every_shape(cache: dict[str, Any]) -> None:
+    parsed, broken, not_objects, empty = [], 0, 0, 0
+    for comfy in _comfy_nodes(cache):
+        assert isinstance(comfy["input_types"], str)
+        assert isinstance(orjson.loads(comfy["return_types"]), list)
+        assert len(comfy["output_is_list"]) == len(orjson.loads(comfy["return_types"]))
+        try:
+            value = orjson.loads(comfy["input_types"])
+        except orjson.JSONDecodeError:
+            broken += 1
+            continue
+        if not isinstance(value, dict):
+            not_objects += 1
+        elif not value:
+            empty += 1
+        else:
+            parsed.append(value)
+    assert broken and not_objects and empty
+    inputs = [spec for value in parsed for spec in value["required"].values()]
+    assert any(spec == ["IMAGE"] or spec == ["MASK"] for spec in inputs)
+    assert any(isinstance(spec, str) for spec in inputs)  # bare "INT"
+    assert any(isinstance(spec, list) and isinstance(spec[0], list) for spec in inputs)  # COMBO
+    assert any(spec[0] == "FLOAT" and "default" in spec[1] for spec in inputs if len(spec) == 2)
+    assert any("optional" in value for value in parsed)
+    assert any("hidden" in value for value in parsed)
+
+
+def test_consecutive_versions_share_names_and_sometimes_change_inputs(
+    cache: dict[str, Any],
+) -> None:
+    shared = changed = pairs = 0
+    for node in cache["nodes"]:
+        with_metadata = [v for v in node["versions_list"] if v["comfy_nodes"]]
+        for newer, older in zip(with_metadata, with_metadata[1:], strict=False):
+            new = {c["comfy_node_name"]: c["input_types"] for c in newer["comfy_nodes"]}
+            old = {c["comfy_node_name"]: c["input_types"] for c in older["comfy_nodes"]}
+            pairs += 1
+            shared += set(old) <= set(new)
+            changed += any(new[name] != inputs for name, inputs in old.items() if name in new)
+    assert shared > 0.9 * pairs
+    assert 0 < changed < 0.8 * pairs
+
+
+def test_unicode_in_names_and_descriptions(cache: dict[str, Any]) -> None:
+    assert any(not node["name"].isascii() for node in cache["nodes"])
+    assert any(not node["description"].isascii() for node in cache["nodes"])
+    assert store.dumps(cache).decode("utf-8")  # raw UTF-8, round-trips
+
+
+def test_full_scale_is_fast_and_close_to_the_real_registry() -> None:
+    start = time.perf_counter()
+    cache = synth.generate(2913, 1)
+    data = store.dumps(cache)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    assert 13_500 <= cache["versions_processed"] <= 17_000
+    newest = sum(
+        len(v["comfy_nodes"])
+        for node in cache["nodes"]
+        for v in node["versions_list"][: synth.NEWEST_WITH_METADATA]
+    )
+    assert 120_000 <= newest <= 180_000
+    assert 5 <= sum(bool(n.get("versions_unavailable")) for n in cache["nodes"]) <= 15
+    assert len(data) > 10_000_000
+
+
+def test_cli_writes_the_same_cache(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767323045")
+    clock.pin(None)
+    output = tmp_path / "cache.json"
+    assert main(["synth", "--nodes", "30", "--seed", "9", "--output", str(output)]) == 0
+    assert output.read_bytes() == store.dumps(synth.generate(30, 9))
+    assert store.load_cache(output)["node_count"] == 30
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"wrote {output}: 30 nodes, ") and "\n" not in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--nodes", "0", "--output", "x.json"], "--nodes: must be at least 1"),
+        (["--nodes", "3", "--output", "/nonexistent/dir/x.json"], "does not exist"),
+    ],
+)
+def test_cli_bad_input_is_one_line(argv: list[str], message: str, capsys) -> None:
+    try:
+        code = main(["synth", *argv])
+    except SystemExit as exc:  # argparse rejects flags by exiting
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
