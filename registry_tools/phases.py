@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,6 +254,38 @@ class _Build:
         return summary
 
 
+async def _fan_out(
+    build: _Build,
+    phase: str,
+    items: list[Any],
+    fetch: Callable[[Any], Awaitable[dict[str, Any]]],
+    apply: Callable[[dict[str, Node], dict[str, Any]], None],
+    label: Callable[[Any], str],
+    finished: Callable[[Any], None],
+) -> None:
+    """Fetch every item concurrently (the client bounds requests in flight); apply and
+    journal each result as it lands, record each failure, report progress."""
+    build.reporter.start(phase, len(items))
+
+    async def one(item: Any) -> None:
+        try:
+            record = await fetch(item)
+        except FetchError as error:
+            build.fail(f"{phase}: {label(item)}", error)
+        else:
+            apply(build.nodes, record)
+            build.record(record)
+        finally:
+            build.reporter.advance(phase)
+            finished(item)
+
+    async with asyncio.TaskGroup() as group:
+        for item in items:
+            group.create_task(one(item))
+    build.checkpoint()
+    build.reporter.finish(phase)
+
+
 # ---- phase 1: nodes -------------------------------------------------------------------------
 
 
@@ -372,25 +404,15 @@ async def _phase_versions(client: RegistryClient, build: _Build) -> None:
     for record in build.replayed["versions"]:
         _apply_versions(build.nodes, record)
     todo = [node_id for node_id in sorted(build.nodes) if needs_versions(build.nodes[node_id])]
-    build.reporter.start(PHASE_VERSIONS, len(todo))
-
-    async def one(node_id: str) -> None:
-        try:
-            record = await _fetch_versions(client, node_id, latest_version(build.nodes[node_id]))
-        except FetchError as error:
-            build.fail(f"{PHASE_VERSIONS}: {node_id}", error)
-        else:
-            _apply_versions(build.nodes, record)
-            build.record(record)
-        finally:
-            build.reporter.advance(PHASE_VERSIONS)
-            build.unit_done()
-
-    async with asyncio.TaskGroup() as group:
-        for node_id in todo:
-            group.create_task(one(node_id))
-    build.checkpoint()
-    build.reporter.finish(PHASE_VERSIONS)
+    await _fan_out(
+        build,
+        PHASE_VERSIONS,
+        todo,
+        lambda node_id: _fetch_versions(client, node_id, latest_version(build.nodes[node_id])),
+        _apply_versions,
+        lambda node_id: node_id,
+        lambda _node_id: build.unit_done(),
+    )
     build.phase_stats[PHASE_VERSIONS] = {"nodes_fetched": len(todo)}
 
 
@@ -482,27 +504,21 @@ async def _phase_metadata(client: RegistryClient, build: _Build) -> None:
     remaining: dict[str, int] = {}
     for node_id, _version in todo:
         remaining[node_id] = remaining.get(node_id, 0) + 1
-    build.reporter.start(PHASE_METADATA, len(todo))
 
-    async def one(node_id: str, version: str) -> None:
-        try:
-            record = await _fetch_metadata(client, node_id, version)
-        except FetchError as error:
-            build.fail(f"{PHASE_METADATA}: {node_id} {version}", error)
-        else:
-            _apply_metadata(build.nodes, record)
-            build.record(record)
-        finally:
-            build.reporter.advance(PHASE_METADATA)
-            remaining[node_id] -= 1
-            if not remaining[node_id]:
-                build.unit_done()
+    def finished(item: tuple[str, str]) -> None:
+        remaining[item[0]] -= 1
+        if not remaining[item[0]]:
+            build.unit_done()
 
-    async with asyncio.TaskGroup() as group:
-        for node_id, version in todo:
-            group.create_task(one(node_id, version))
-    build.checkpoint()
-    build.reporter.finish(PHASE_METADATA)
+    await _fan_out(
+        build,
+        PHASE_METADATA,
+        todo,
+        lambda item: _fetch_metadata(client, *item),
+        _apply_metadata,
+        lambda item: f"{item[0]} {item[1]}",
+        finished,
+    )
     build.phase_stats[PHASE_METADATA] = {"versions_fetched": len(todo)}
 
 
