@@ -1,0 +1,468 @@
+"""`registry-tools mappings`: format, ranking, exclusions, incremental runs, crashes, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from _mapping_fixtures import PINNED, comfy, node, sample_nodes, version, write_cache
+
+from registry_tools import clock, store, synth
+from registry_tools.cache_stream import LazyJSON, comfy_nodes, iter_nodes
+from registry_tools.cli import main
+from registry_tools.errors import UserError
+from registry_tools.mappings import (
+    MappingsOptions,
+    build_mappings,
+    journal_path,
+    normalize_repository,
+    package_score,
+)
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock():
+    clock.pin(PINNED)
+    yield
+    clock.pin(None)
+
+
+def build(cache: Path, output: Path, **options) -> dict:
+    build_mappings(MappingsOptions(cache=cache, output=output, **options))
+    return orjson.loads(output.read_bytes())
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> dict:
+    return build(write_cache(tmp_path / "cache.json", sample_nodes()), tmp_path / "m.json")
+
+
+def test_document_shape_and_vectors(sample: dict) -> None:
+    assert sample["version"] == "2026.11.24"
+    assert sample["generated_at"] == PINNED
+    assert sample["mappings"]["MaskScale::1f54e5ac"] == [
+        {"package_id": "alpha-pack", "rank": 1, "versions": ["1.10.0", "1.9.0"]},
+        {"package_id": "gamma-odd", "rank": 2, "versions": ["0.0.1"]},
+    ]
+    assert sample["mappings"]["MaskScale::499010cc"][0]["package_id"] == "beta-pack"
+    assert sample["mappings"]["Loader::3772f7f7"][0]["versions"] == ["1.10.0"]
+    assert sample["mappings"]["Beta::499010cc"][0]["versions"] == ["2.0.0-rc.1"]
+    assert sample["stats"] == {"packages": 3, "signatures": 8, "total_nodes": 10}
+    alpha = sample["packages"]["alpha-pack"]
+    assert alpha["display_name"] == "Alpha Pack"
+    assert alpha["repository"] == "https://github.com/someone/alpha-pack"
+    assert (alpha["downloads"], alpha["github_stars"]) == (5000, 100)
+    assert alpha["versions"]["1.9.0"] == {
+        "version": "1.9.0",
+        "changelog": "",
+        "release_date": "2026-03-01T00:00:00Z",
+        "dependencies": ["numpy"],
+        "deprecated": False,
+        "download_url": "https://cdn.example/1.9.0.zip",
+        "status": "NodeVersionStatusActive",
+        "supported_accelerators": None,
+        "supported_comfyui_version": None,
+        "supported_os": None,
+    }
+
+
+def test_deprecated_versions_stay_in_packages_but_feed_nothing(sample: dict) -> None:
+    assert sample["packages"]["alpha-pack"]["versions"]["0.1.0"]["deprecated"] is True
+    assert "Old::499010cc" not in sample["mappings"]
+
+
+def test_versions_without_metadata_are_listed_but_feed_nothing(sample: dict) -> None:
+    assert "1.1.0" in sample["packages"]["beta-pack"]["versions"]
+    assert all("1.1.0" not in e["versions"] for e in sample["mappings"]["MaskScale::499010cc"])
+
+
+def test_malformed_input_types_are_counted_and_mapped_to_name_only(tmp_path: Path) -> None:
+    cache = write_cache(tmp_path / "cache.json", sample_nodes())
+    report = build_mappings(MappingsOptions(cache=cache, output=tmp_path / "m.json"))
+    assert dict(report.problems) == {"not_json": 1, "bad_shape": 1, "not_object": 1}
+    mappings = orjson.loads((tmp_path / "m.json").read_bytes())["mappings"]
+    for name in ("BadJson", "BadShape", "NotObject", "NoInputs"):
+        assert mappings[f"{name}::_"][0]["package_id"] == "gamma-odd"
+    assert "3 malformed comfy nodes" in report.summary()
+    assert report.problem_examples[0] == "gamma-odd@0.0.1 BadJson: not_json"
+
+
+def test_banned_and_deleted_feed_nothing(tmp_path: Path) -> None:
+    nodes = [
+        node("banned-pack", [version("1.0.0", nodes=[comfy("A")])], status="NodeStatusBanned"),
+        node(
+            "ok-pack",
+            [
+                version("1.0.0", nodes=[comfy("B")], status="NodeVersionStatusDeleted"),
+                version("0.9.0", nodes=[comfy("C")], status="NodeVersionStatusBanned"),
+                version("0.8.0", nodes=[comfy("D")], status="NodeVersionStatusFlagged"),
+            ],
+        ),
+    ]
+    document = build(write_cache(tmp_path / "c.json", nodes), tmp_path / "m.json")
+    assert set(document["mappings"]) == {"D::_"}
+    assert set(document["packages"]) == {"banned-pack", "ok-pack"}
+
+
+def test_max_versions_keeps_the_newest_by_semver(tmp_path: Path) -> None:
+    versions = [version(v, nodes=[comfy(f"N{v}")]) for v in ("1.9.0", "1.10.0", "1.2.0")]
+    cache = write_cache(tmp_path / "c.json", [node("p", versions)])
+    document = build(cache, tmp_path / "m.json", max_versions=2)
+    assert set(document["mappings"]) == {"N1.10.0::_", "N1.9.0::_"}
+    assert set(document["packages"]["p"]["versions"]) == {"1.9.0", "1.10.0", "1.2.0"}
+
+
+# ---- ranking -------------------------------------------------------------------------------
+
+
+def test_score_formula() -> None:
+    package = {
+        "downloads": 1000,
+        "github_stars": 10,
+        "versions": {"1": {"release_date": "2025-01-01T00:00:00Z"}},
+    }
+    reference = clock.parse_time("2026-01-01T00:00:00Z")
+    assert package_score(package, reference) == pytest.approx(1200 / 2)
+    assert package_score(package, None) == pytest.approx(1200 / 2)  # unknown age: one year
+    assert package_score({**package, "downloads": -5, "github_stars": None}, reference) == 0
+
+
+def ranking_nodes(a: dict, b: dict) -> list[dict]:
+    return [
+        node(pid, [version("1.0.0", created, [comfy("Shared", {"x": ["INT"]})])], **fields)
+        for pid, (created, fields) in {"a-pack": a, "b-pack": b}.items()
+    ]
+
+
+def ranks(tmp_path: Path, nodes: list[dict]) -> list[str]:
+    document = build(write_cache(tmp_path / "c.json", nodes), tmp_path / "m.json")
+    return [e["package_id"] for e in next(iter(document["mappings"].values()))]
+
+
+def test_popularity_ranks_first(tmp_path: Path) -> None:
+    when = "2026-01-01T00:00:00Z"
+    nodes = ranking_nodes(
+        (when, {"downloads": 100, "github_stars": 0}), (when, {"downloads": 0, "github_stars": 6})
+    )
+    assert ranks(tmp_path, nodes) == ["b-pack", "a-pack"]  # 6 stars = 120 downloads
+
+
+def test_old_packages_are_discounted(tmp_path: Path) -> None:
+    nodes = ranking_nodes(
+        ("2024-01-01T00:00:00Z", {"downloads": 1000, "github_stars": 0}),  # 1000 / 3
+        ("2026-01-01T00:00:00.1234567Z", {"downloads": 400, "github_stars": 0}),  # 400 / 1
+    )
+    assert ranks(tmp_path, nodes) == ["b-pack", "a-pack"]
+
+
+def test_ties_break_on_package_id(tmp_path: Path) -> None:
+    same = ("2026-01-01T00:00:00Z", {"downloads": 7, "github_stars": 1})
+    assert ranks(tmp_path, ranking_nodes(same, same)) == ["a-pack", "b-pack"]
+    nodes = [
+        {**n, "id": {"a-pack": "z-pack", "b-pack": "m-pack"}[n["id"]]}
+        for n in ranking_nodes(same, same)
+    ]
+    assert ranks(tmp_path, nodes) == ["m-pack", "z-pack"]
+
+
+def test_ranking_does_not_depend_on_the_wall_clock(tmp_path: Path) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    first = build(cache, tmp_path / "a.json")
+    clock.pin("2031-06-01T00:00:00Z")
+    later = build(cache, tmp_path / "b.json")
+    assert first["mappings"] == later["mappings"]
+    assert first["version"] != later["version"]
+
+
+def test_repository_urls_are_normalised() -> None:
+    assert normalize_repository("git@github.com:O/R.git") == "https://github.com/O/R"
+    assert normalize_repository("http://www.GitHub.com/o/r/tree/main/") == "https://github.com/o/r"
+    assert normalize_repository("https://GitLab.com/o/r.git/") == "https://gitlab.com/o/r"
+    assert normalize_repository(None) == normalize_repository("  ") == ""
+
+
+# ---- incremental ---------------------------------------------------------------------------
+
+
+def grown_nodes() -> list[dict]:
+    """sample_nodes after a registry update: new versions, a new package, new counts, a
+    version deprecated, metadata arriving for a version that had none."""
+    nodes = sample_nodes()
+    alpha, beta, gamma = nodes
+    alpha["versions_list"].append(
+        version("2.0.0", "2026-06-01T00:00:00Z", [comfy("MaskScale", {"mask": ["MASK"]})])
+    )
+    alpha["versions_list"][0]["deprecated"] = True  # 1.9.0
+    alpha["downloads"] = 1
+    beta["versions_list"][1] = version("1.1.0", "2026-02-02T00:00:00Z", [comfy("Late", {})])
+    gamma["github_stars"] = 10_000
+    nodes.append(
+        node("delta-new", [version("0.1.0", nodes=[comfy("MaskScale", {"mask": "MASK"})])])
+    )
+    return nodes
+
+
+def test_incremental_equals_full_rebuild(tmp_path: Path) -> None:
+    old = build(write_cache(tmp_path / "old.json", sample_nodes()), tmp_path / "old-m.json")
+    cache = write_cache(tmp_path / "new.json", grown_nodes())
+    full = tmp_path / "full.json"
+    build(cache, full)
+    report = build_mappings(
+        MappingsOptions(cache=cache, output=tmp_path / "inc.json", input=tmp_path / "old-m.json")
+    )
+    assert (tmp_path / "inc.json").read_bytes() == full.read_bytes()
+    assert report.versions_reused == 4  # 1.10.0, 2.0.0-rc.1, beta 1.0.0, gamma 0.0.1
+    assert report.versions_parsed == 3  # alpha 2.0.0, beta 1.1.0, delta 0.1.0
+    assert old != orjson.loads(full.read_bytes())
+
+
+def test_incremental_with_max_versions_drops_pushed_out_versions(tmp_path: Path) -> None:
+    old_cache = write_cache(tmp_path / "old.json", sample_nodes())
+    build(old_cache, tmp_path / "old-m.json", max_versions=1)
+    cache = write_cache(tmp_path / "new.json", grown_nodes())
+    full = tmp_path / "full.json"
+    build(cache, full, max_versions=1)
+    build(cache, tmp_path / "inc.json", max_versions=1, input=tmp_path / "old-m.json")
+    assert (tmp_path / "inc.json").read_bytes() == full.read_bytes()
+
+
+def test_second_run_on_the_same_cache_changes_nothing(tmp_path: Path) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    out = tmp_path / "m.json"
+    build(cache, out)
+    first = out.read_bytes()
+    report = build_mappings(MappingsOptions(cache=cache, output=out, input=out))
+    assert out.read_bytes() == first
+    assert report.versions_parsed == 0
+    assert not journal_path(out).exists()
+
+
+def test_non_canonical_cache_layout_gives_the_same_output(tmp_path: Path) -> None:
+    canonical = write_cache(tmp_path / "c.json", sample_nodes())
+    compact = tmp_path / "compact.json"
+    compact.write_bytes(orjson.dumps(orjson.loads(canonical.read_bytes())))
+    indented = tmp_path / "python.json"
+    indented.write_text(json.dumps(orjson.loads(canonical.read_bytes()), indent=2))
+    build(canonical, tmp_path / "a.json")
+    build(compact, tmp_path / "b.json")
+    build(indented, tmp_path / "c-out.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "c-out.json").read_bytes()
+
+
+def test_streamed_nodes_equal_the_whole_document(tmp_path: Path) -> None:
+    path = tmp_path / "synth.json"
+    store.write_atomic(path, store.dumps(synth.generate(80, 7)))
+    streamed = list(iter_nodes(path))
+    versions = [v for n in streamed for v in n.get("versions_list") or []]
+    assert any(isinstance(v.get("comfy_nodes"), LazyJSON) for v in versions)  # the fast path
+    for v in versions:
+        if "comfy_nodes" in v:
+            v["comfy_nodes"] = comfy_nodes(v)
+    assert streamed == store.load_cache(path)["nodes"]
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+
+def bad_cli(tmp_path: Path, capsys, *args: str) -> str:
+    out = tmp_path / "out.json"
+    out.write_text("precious")
+    assert main(["mappings", "--output", str(out), *args]) == 2
+    assert out.read_text() == "precious"
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_missing_cache(tmp_path: Path, capsys) -> None:
+    assert "no such file" in bad_cli(tmp_path, capsys, "--cache", str(tmp_path / "nope.json"))
+
+
+def test_cache_not_json(tmp_path: Path, capsys) -> None:
+    (tmp_path / "c.json").write_text('{\n  "nodes": [\n    {\n      "id": "x"\n    },\n    {')
+    assert "not valid JSON" in bad_cli(tmp_path, capsys, "--cache", str(tmp_path / "c.json"))
+    assert not journal_path(tmp_path / "out.json").exists()
+
+
+def test_cache_not_a_cache(tmp_path: Path, capsys) -> None:
+    (tmp_path / "c.json").write_text('{"mappings": {}}')
+    assert "not a registry cache" in bad_cli(tmp_path, capsys, "--cache", str(tmp_path / "c.json"))
+
+
+def test_cache_node_without_id(tmp_path: Path, capsys) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    cache.write_bytes(cache.read_bytes().replace(b'"id": "beta-pack"', b'"id": 7'))
+    assert "has no string 'id'" in bad_cli(tmp_path, capsys, "--cache", str(cache))
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[]", '{"mappings": [], "packages": {}}', '{"mappings": {"K::_": [{}]}, "packages": {}}'],
+)
+def test_input_of_another_shape(tmp_path: Path, capsys, content: str) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    (tmp_path / "in.json").write_text(content)
+    err = bad_cli(tmp_path, capsys, "--cache", str(cache), "--input", str(tmp_path / "in.json"))
+    assert "not a node mappings file" in err
+
+
+def test_a_cache_given_as_input_is_rejected(tmp_path: Path, capsys) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    err = bad_cli(tmp_path, capsys, "--cache", str(cache), "--input", str(cache))
+    assert "not a node mappings file" in err
+
+
+def test_output_never_replaces_the_cache(tmp_path: Path) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    before = cache.read_bytes()
+    with pytest.raises(UserError, match="is the --cache file"):
+        build_mappings(MappingsOptions(cache=cache, output=tmp_path / "." / "c.json"))
+    assert cache.read_bytes() == before
+
+
+def test_unwritable_output_fails_before_work(tmp_path: Path) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    with pytest.raises(UserError, match="does not exist"):
+        build_mappings(MappingsOptions(cache=cache, output=tmp_path / "no" / "m.json"))
+
+
+# ---- offline and crash-safe ----------------------------------------------------------------
+
+OFFLINE = """
+import sys
+def guard(event, args):
+    if event.startswith("socket.") and event != "socket.gethostname":
+        raise RuntimeError("network access: " + event)
+sys.addaudithook(guard)
+from pathlib import Path
+from registry_tools.mappings import MappingsOptions, build_mappings
+build_mappings(MappingsOptions(cache=Path(sys.argv[1]), output=Path(sys.argv[2])))
+banned = [m for m in ("aiohttp", "socket", "ssl", "http.client", "registry_tools.client")
+          if m in sys.modules]
+assert not banned, banned
+from registry_tools.cli import main  # the CLI may import more, but must open no socket
+assert main(["mappings", "--cache", sys.argv[1], "--output", sys.argv[2]]) == 0
+"""
+
+
+def test_builder_is_offline(tmp_path: Path) -> None:
+    cache = write_cache(tmp_path / "c.json", sample_nodes())
+    subprocess.run(
+        [sys.executable, "-c", OFFLINE, str(cache), str(tmp_path / "m.json")], check=True
+    )
+
+
+# Run the CLI with each package's parse slowed down (monkeypatched in the child only, no hook
+# in the product), so the parent can SIGKILL it once the journal holds enough packages.
+SLOW = """
+import sys, time
+from registry_tools import mappings
+original = mappings._Hasher.version_keys
+def slow(self, *args):
+    time.sleep(0.002)
+    return original(self, *args)
+mappings._Hasher.version_keys = slow
+from registry_tools.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+# The same job through the library (skips the CLI's ~1 s of imports for the other commands).
+FAST = """
+import sys
+from pathlib import Path
+from registry_tools.mappings import MappingsOptions, build_mappings
+args = dict(zip(sys.argv[2::2], sys.argv[3::2]))
+options = MappingsOptions(
+    cache=Path(args["--cache"]), output=Path(args["--output"]), checkpoint_interval=3
+)
+print(build_mappings(options).summary(), file=sys.stderr)
+"""
+
+DIE_BEFORE_JOURNAL_REMOVAL = """
+import os, signal, sys
+from registry_tools import store
+store.Journal.close = lambda self, remove: os.kill(os.getpid(), signal.SIGKILL)
+from registry_tools.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def crash_cache(tmp_path_factory) -> Path:
+    nodes = [
+        node(
+            f"pkg-{i:03d}",
+            [
+                version(f"1.{j}.0", nodes=[comfy(f"N{i}", {"x": ["INT"]}), comfy("S")])
+                for j in range(4)
+            ],
+            downloads=i,
+        )
+        for i in range(150)
+    ]
+    return write_cache(tmp_path_factory.mktemp("crash") / "cache.json", nodes)
+
+
+@pytest.fixture(scope="module")
+def crash_reference(crash_cache: Path) -> bytes:
+    """The output of an uninterrupted run."""
+    out = crash_cache.with_name("reference.json")
+    assert run_cli(FAST, crash_cache, out).wait() == 0
+    return out.read_bytes()
+
+
+def run_cli(script: str, cache: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1795478400"}
+    args = ["mappings", "--cache", str(cache), "--output", str(out), "--checkpoint-interval", "3"]
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args], env=env, stderr=subprocess.PIPE
+    )
+
+
+def journal_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize("after", [1, 40, 120])
+def test_sigkill_then_rerun_gives_the_same_output(
+    tmp_path: Path, crash_cache: Path, crash_reference: bytes, after: int
+) -> None:
+    out = tmp_path / "m.json"
+    child = run_cli(SLOW, crash_cache, out)
+    deadline = time.monotonic() + 30
+    while journal_lines(journal_path(out)) < after + 1 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    assert not out.exists()  # never a torn output
+    assert journal_lines(journal_path(out)) >= after
+    rerun = run_cli(FAST, crash_cache, out)
+    _, err = rerun.communicate()
+    assert rerun.returncode == 0
+    assert b"resumed" in err
+    assert out.read_bytes() == crash_reference
+    assert not journal_path(out).exists()
+
+
+def test_killed_after_writing_then_rerun(
+    tmp_path: Path, crash_cache: Path, crash_reference: bytes
+) -> None:
+    out = tmp_path / "m.json"
+    assert run_cli(DIE_BEFORE_JOURNAL_REMOVAL, crash_cache, out).wait() == -signal.SIGKILL
+    assert out.read_bytes() == crash_reference
+    assert journal_path(out).exists()
+    assert run_cli(FAST, crash_cache, out).wait() == 0
+    assert out.read_bytes() == crash_reference
+    assert not journal_path(out).exists()

@@ -1,0 +1,432 @@
+"""The notebooks and their headless runner: parameters, injection, failures, run-all, papermill.
+
+Kernel starts cost about a second each, so the real notebooks run once (a module-scoped
+run-all through the CLI) and every end-to-end assertion reads that one output directory;
+the runner's failure modes use tiny throwaway notebooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from registry_tools import notebook, plots, steps, widgets
+from registry_tools.cassettes import read_manifest
+from registry_tools.cli import main
+from registry_tools.errors import UserError
+from registry_tools.progress import NullReporter
+
+COMMON_PARAMETERS = {
+    "concurrency",
+    "max_versions",
+    "nodes_per_page",
+    "pages",
+    "checkpoint_interval",
+    "base_url",
+    "cassette_dir",
+    "record_mode",
+    "output_dir",
+}
+PARAMS_SOURCE = "concurrency = 8\nname = 'x'\nrate = 0.5\noptional = None\n"
+
+
+def make_notebook(path: Path, parameters: str | None, *cells: str) -> Path:
+    """A throwaway notebook: an optional parameters cell, then code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+# ---- parameters (no kernel) ----------------------------------------------------------------
+
+
+def test_parameters_cell_defaults_are_parsed_as_literals() -> None:
+    source = "# comment\nconcurrency = 8\npages: int = 0\nurl = 'http://x'\nnothing = None\n"
+    assert notebook.parse_parameters(source, "nb") == {
+        "concurrency": 8,
+        "pages": 0,
+        "url": "http://x",
+        "nothing": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("concurrency = os.cpu_count()\n", "not a plain Python literal"),
+        ("import os\n", "is not `name = literal`"),
+        ("a = b = 1\n", "is not `name = literal`"),
+        ("x = (\n", "parameters cell line"),
+    ],
+)
+def test_parameters_cell_refuses_code(source: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        notebook.parse_parameters(source, "nb")
+
+
+@pytest.mark.parametrize(
+    ("text", "default", "expected"),
+    [
+        ("4", 8, 4),
+        ("-1", 8, -1),
+        ("2", 0.5, 2.0),
+        ("http://x:1/a", "u", "http://x:1/a"),
+        ("none", "all", "none"),
+        ("123", "s", "123"),
+        ("'quoted'", "s", "quoted"),
+        ("[1, 2]", None, [1, 2]),
+        ("free text", None, "free text"),
+        ("True", False, True),
+    ],
+)
+def test_cli_values_are_literals_or_strings_where_strings_are_expected(
+    text: str, default: Any, expected: Any
+) -> None:
+    assert notebook.parse_cli_value("p", text, default) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "default", "message"),
+    [
+        ("ten", 8, "parameter 'concurrency' expects int, got 'ten'"),
+        ("4.5", 8, "parameter 'concurrency' expects int, got '4.5'"),
+        ("True", 8, "parameter 'concurrency' expects int, got 'True'"),
+        ("__import__('os')", 8, "expects int"),
+        ("1", False, "expects bool"),
+    ],
+)
+def test_cli_values_of_the_wrong_type_are_refused(text: str, default: Any, message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        notebook.parse_cli_value("concurrency", text, default)
+
+
+def test_python_values_must_be_known_plain_literals_of_the_right_type() -> None:
+    defaults = {"concurrency": 8, "rate": 0.5, "optional": None}
+    assert notebook.check_parameters({"rate": 1, "optional": (1, "a")}, defaults, "nb") == {
+        "rate": 1.0,
+        "optional": (1, "a"),
+    }
+    with pytest.raises(UserError, match="unknown parameter 'concurency'.*'concurrency'"):
+        notebook.check_parameters({"concurency": 1}, defaults, "notebook nb")
+    with pytest.raises(UserError, match="not a plain Python literal"):
+        notebook.check_parameters({"optional": object()}, defaults, "nb")
+    with pytest.raises(UserError, match="not a plain Python literal"):
+        notebook.check_parameters({"rate": math.nan}, defaults, "nb")
+
+
+def test_injected_cell_follows_the_parameters_cell_and_replaces_an_old_one(
+    tmp_path: Path,
+) -> None:
+    path = make_notebook(tmp_path / "t.ipynb", PARAMS_SOURCE, "print(name)")
+    nb = nbformat.read(path, as_version=4)
+    notebook.inject_parameters(nb, {"concurrency": 1}, "t")
+    sneaky = "x'); import os; ('"
+    notebook.inject_parameters(nb, {"name": sneaky, "optional": [1, None]}, "t")
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and nb.cells[1] is injected[0]
+    namespace: dict[str, Any] = {}
+    exec(injected[0].source, namespace)  # the literal text, evaluated: a string stays a string
+    assert namespace["name"] == sneaky and namespace["optional"] == [1, None]
+    assert "concurrency" not in namespace
+    nbformat.validate(nb)
+
+
+def test_a_notebook_without_parameters_cell_is_refused(tmp_path: Path) -> None:
+    path = make_notebook(tmp_path / "bare.ipynb", None, "print(1)")
+    argv = ["notebook", "run", str(path), "-p", "concurrency", "2", "--output", str(tmp_path / "o")]
+    code, _, err = run_cli(*argv)
+    assert code == 2 and not (tmp_path / "o").exists()
+    assert "notebook bare.ipynb: no code cell tagged 'parameters'" in err
+
+
+def test_unknown_notebook_lists_the_bundled_ones() -> None:
+    code, _, err = run_cli("notebook", "run", "06_nope")
+    assert code == 2
+    assert "unknown notebook '06_nope'" in err and "01_nodes" in err and "05_resolve" in err
+
+
+def test_wrong_type_on_a_bundled_notebook_is_refused_before_any_kernel(tmp_path: Path) -> None:
+    out = tmp_path / "x.ipynb"
+    code, _, err = run_cli(
+        "notebook", "run", "01_nodes", "-p", "concurrency", "ten", "--output", str(out)
+    )
+    assert code == 2
+    assert err.strip() == "registry-tools: error: parameter 'concurrency' expects int, got 'ten'"
+    assert not out.exists()
+
+
+def test_run_all_refuses_a_parameter_no_notebook_declares(tmp_path: Path) -> None:
+    code, _, err = run_cli(
+        "notebook", "run-all", "--output-dir", str(tmp_path), "-p", "concurency", "2"
+    )
+    assert code == 2
+    assert "unknown parameter 'concurency' for any notebook; did you mean 'concurrency'?" in err
+    assert not list(tmp_path.iterdir())
+
+
+# ---- committed notebooks -------------------------------------------------------------------
+
+
+def test_committed_notebooks_carry_no_outputs() -> None:
+    assert notebook.strip_files([], write=False) == [], "run `registry-tools notebook strip`"
+
+
+@pytest.mark.parametrize("path", notebook.bundled_notebooks(), ids=lambda p: p.stem)
+def test_committed_notebooks_are_thin_and_declare_the_common_parameters(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert notebook.parameters_cell_index(nb, path.name) == 0
+    assert set(notebook.notebook_parameters(nb, path.name)) >= COMMON_PARAMETERS
+    code = [c for c in nb.cells[1:] if c.cell_type == "code"]
+    assert all(len(c.source.splitlines()) <= 6 for c in code), "logic belongs in the library"
+
+
+@pytest.mark.parametrize("path", notebook.bundled_notebooks(), ids=lambda p: p.stem)
+def test_notebook_defaults_replay_the_bundled_cassettes(path: Path) -> None:
+    defaults = notebook.notebook_parameters(nbformat.read(path, as_version=4), path.name)
+    recorded = read_manifest(steps.bundled_cassette_dir())["dataset"]["fetch"]
+    assert defaults["record_mode"] == "none" and defaults["cassette_dir"] is None
+    assert defaults["nodes_per_page"] == recorded["nodes_per_page"]
+    assert defaults["max_versions"] == recorded["max_versions"]
+    assert (defaults["pages"] or None) == recorded["pages"]
+
+
+def test_bundled_notebooks_are_the_five_steps_in_order() -> None:
+    names = [p.stem for p in notebook.bundled_notebooks()]
+    assert names == ["01_nodes", "02_versions", "03_metadata", "04_mappings", "05_resolve"]
+
+
+# ---- the runner with throwaway notebooks (one kernel each) ---------------------------------
+
+
+def test_injected_values_reach_a_kernel_started_in_the_output_directory(tmp_path: Path) -> None:
+    source = make_notebook(
+        tmp_path / "echo.ipynb",
+        PARAMS_SOURCE + "output_dir = '.'\n",
+        "import json, os\n"
+        "json.dump({'c': concurrency, 'o': optional, 'cwd': os.getcwd(), 'out': output_dir,"
+        " 'headless': os.environ.get('REGISTRY_TOOLS_HEADLESS')}, open('seen.json', 'w'))",
+    )
+    out = tmp_path / "run" / "echo.ipynb"
+    code, stdout, _ = run_cli(
+        "notebook", "run", str(source), "-p", "concurrency", "3", "-p", "optional", "{'a': 1}",
+        "--output", str(out),
+    )  # fmt: skip
+    assert code == 0 and str(out) in stdout
+    seen = json.loads((tmp_path / "run" / "seen.json").read_text())
+    assert seen == {
+        "c": 3,
+        "o": {"a": 1},
+        "cwd": str(out.parent),
+        "out": str(out.parent),
+        "headless": "1",
+    }
+    executed = nbformat.read(out, as_version=4)
+    assert executed.cells[1].metadata["tags"] == ["injected-parameters"]
+
+
+def test_the_first_failing_cell_is_named_and_the_executed_notebook_kept(tmp_path: Path) -> None:
+    source = make_notebook(
+        tmp_path / "02_fail.ipynb", PARAMS_SOURCE, "x = 1", "1 / (concurrency - 3)", "never = 1"
+    )
+    out = tmp_path / "out.ipynb"
+    code, _, err = run_cli(
+        "notebook", "run", str(source), "-p", "concurrency", "3", "--output", str(out)
+    )
+    assert code == 1
+    assert (
+        "registry-tools: error: notebook 02_fail.ipynb: cell 4 failed: "
+        "ZeroDivisionError: division by zero" in err
+    )
+    executed = nbformat.read(out, as_version=4)
+    assert executed.cells[3].outputs[0]["ename"] == "ZeroDivisionError"
+    assert executed.cells[4].outputs == []
+
+
+def test_a_dying_kernel_is_reported_with_a_non_zero_exit(tmp_path: Path) -> None:
+    source = make_notebook(tmp_path / "dies.ipynb", PARAMS_SOURCE, "import os\nos._exit(3)")
+    code, _, err = run_cli("notebook", "run", str(source), "--output", str(tmp_path / "o.ipynb"))
+    assert code == 1
+    assert "notebook dies.ipynb: the kernel died while running cell 3" in err
+
+
+# ---- the library behind the notebooks (no kernel) ------------------------------------------
+
+
+def _params(tmp_path: Path, **changes: Any) -> steps.Parameters:
+    nb = nbformat.read(notebook.notebook_dir() / "01_nodes.ipynb", as_version=4)
+    values = notebook.notebook_parameters(nb, "01_nodes")
+    return steps.Parameters(**{**values, "output_dir": str(tmp_path), **changes})
+
+
+def test_replay_refuses_fetch_options_the_cassettes_were_not_recorded_with(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="recorded with nodes_per_page=30; replay .* got nodes_"):
+        steps.nodes(_params(tmp_path, nodes_per_page=10), NullReporter())
+
+
+def test_recording_over_the_bundled_cassettes_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="would overwrite the bundled cassettes"):
+        steps.nodes(_params(tmp_path, record_mode="all"), NullReporter())
+
+
+def test_parameters_from_a_namespace_need_the_common_ones() -> None:
+    with pytest.raises(UserError, match="the parameters cell lacks concurrency"):
+        steps.Parameters.from_namespace({"pages": 0})
+
+
+def test_widget_reporter_applies_queued_events_only_when_pumped() -> None:
+    reporter = widgets.WidgetReporter(["phase1-nodes"])
+    reporter.start("phase1-nodes", 1)
+    reporter.grow("phase1-nodes", 3)
+    reporter.advance("phase1-nodes", 2)
+    bar = reporter.widget.children[0].children[0]
+    assert (bar.value, bar.max) == (0, 1)
+    reporter.pump()
+    assert (bar.value, bar.max) == (2, 4)
+    reporter.finish("phase1-nodes")
+    reporter.advance("later-phase")
+    reporter.pump()
+    assert (bar.value, bar.bar_style) == (4, "success")
+    assert len(reporter.widget.children) == 2
+
+
+def test_control_panel_runs_with_slider_values_and_fails_headless_on_failures() -> None:
+    seen = []
+
+    class Outcome:
+        ok = False
+
+        def show(self) -> None:
+            seen.append("shown")
+
+        def problem(self) -> str:
+            return "step: 1 items failed: page 2"
+
+    def step(params: Any, reporter: widgets.WidgetReporter) -> Outcome:
+        reporter.start("p", 2)
+        reporter.advance("p", 2)
+        reporter.finish("p")
+        seen.append(params.concurrency)
+        return Outcome()
+
+    panel = widgets.ControlPanel(step, _params(Path("unused")))
+    panel.controls["concurrency"].value = 3
+    with pytest.raises(UserError, match="page 2"):
+        panel.show(headless=True)
+    assert seen == [3, "shown"]
+    assert not panel.button.disabled
+    assert panel.show(headless=False) is None and seen == [3, "shown"]
+
+
+def test_run_with_progress_passes_on_the_job_s_own_timeout_error() -> None:
+    def job() -> None:
+        raise TimeoutError("from the job")
+
+    with pytest.raises(TimeoutError, match="from the job"):
+        widgets.run_with_progress(job, widgets.WidgetReporter())
+
+
+def test_a_step_result_lists_its_failures() -> None:
+    result = steps.StepResult("phase2-versions", {"nodes": 3}, failures=["node a: HTTP 500"])
+    assert not result.ok and "node a: HTTP 500" in result.html()
+    assert result.problem() == "phase2-versions: 1 items failed: node a: HTTP 500"
+
+
+PLOTS = [
+    lambda: plots.nodes_per_page({1: 30, 2: 12}),
+    lambda: plots.versions_per_package([1, 3, 3, 0]),
+    lambda: plots.metadata_coverage({"with comfy nodes": 3, "not fetched": 1}),
+    lambda: plots.requests_over_time([(0.0, "request"), (0.1, "retry"), (0.2, "request")]),
+    lambda: plots.collisions({"A": 3, "B": 2}),
+    lambda: plots.signature_counts([1, 1, 2]),
+    lambda: plots.candidates_per_node({"A": 2, "Missing": 0}),
+]
+
+
+@pytest.mark.parametrize("make", PLOTS)
+def test_plots_give_the_same_png_for_the_same_data(make) -> None:
+    png = plots.png_bytes(make())
+    assert png.startswith(b"\x89PNG") and png == plots.png_bytes(make())
+
+
+# ---- the real notebooks, end to end (one run-all shared by the assertions) -----------------
+
+
+@pytest.fixture(scope="module")
+def run_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    directory = tmp_path_factory.mktemp("run-all")
+    code, stdout, _ = run_cli(
+        "notebook", "run-all", "--output-dir", str(directory), "-p", "concurrency", "4"
+    )
+    return code, stdout, directory
+
+
+def test_run_all_replays_offline_and_says_where_everything_is(run_all) -> None:
+    code, stdout, directory = run_all
+    assert code == 0, stdout
+    for name in ("cache.json", "node_mappings.json", "01_nodes.ipynb", "05_resolve.ipynb"):
+        assert f"{directory / name}" in stdout
+    assert len(list(directory.glob("*.png"))) >= 9
+    assert f"{directory / '04_mappings-collisions.png'}" in stdout
+
+
+def test_run_all_chains_the_data_files(run_all) -> None:
+    _, _, directory = run_all
+    cache = json.loads((directory / "cache.json").read_text())
+    assert cache["node_count"] > 0 and cache["metadata_entries"] > 0
+    mappings = json.loads((directory / "node_mappings.json").read_text())
+    assert mappings["stats"]["packages"] == cache["node_count"] and mappings["mappings"]
+    resolution = json.loads((directory / "resolution.json").read_text())
+    assert resolution["unresolved"] == [steps.MISSING_TYPE]
+
+
+@pytest.mark.parametrize("name", [p.stem for p in notebook.bundled_notebooks()])
+def test_executed_notebooks_show_a_summary_and_plots_without_errors(run_all, name: str) -> None:
+    _, _, directory = run_all
+    executed = nbformat.read(directory / f"{name}.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert 'class="registry-summary"' in html
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    injected = executed.cells[1]
+    assert injected.metadata["tags"] == ["injected-parameters"]
+    assert "concurrency = 4" in injected.source and str(directory) in injected.source
+
+
+def test_notebooks_run_unchanged_under_papermill(tmp_path: Path) -> None:
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "01_nodes.ipynb"
+    papermill.execute_notebook(
+        str(notebook.notebook_dir() / "01_nodes.ipynb"),
+        str(out),
+        parameters={"output_dir": str(tmp_path), "concurrency": 2},
+        cwd=str(tmp_path),
+        progress_bar=False,
+    )
+    cache = json.loads((tmp_path / "cache.json").read_text())
+    assert cache["node_count"] > 0
+    assert (tmp_path / "01_nodes-pages.png").is_file()
