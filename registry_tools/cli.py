@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 from .errors import UserError
@@ -38,6 +39,14 @@ def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
     return value
 
 
@@ -121,31 +130,36 @@ def _path(text: str) -> Path:
 
 @subcommand
 def _add_cache(sub: argparse._SubParsersAction) -> None:
-    from .client import TOKEN_ENV, default_base_url
-
     p = sub.add_parser("cache", help="build or refresh the registry cache (three phases)")
     p.add_argument("--output", type=_path, default=Path("cache.json"), help="cache file to write")
     p.add_argument("--input", type=_path, help="existing cache to refresh incrementally")
     p.add_argument("--no-nodes", dest="nodes", action="store_false", help="skip phase 1")
     p.add_argument("--no-versions", dest="versions", action="store_false", help="skip phase 2")
     p.add_argument("--no-metadata", dest="metadata", action="store_false", help="skip phase 3")
-    p.add_argument("--nodes-per-page", type=positive_int, default=100, help="phase 1 page size")
+    p.add_argument("--nodes-per-page", type=positive_int, help="phase 1 page size (default 100)")
     p.add_argument(
-        "--max-versions", type=versions_limit, default=-1, help="newest N versions (-1 all)"
+        "--max-versions", type=versions_limit, help="newest N versions (default -1: all)"
     )
     p.add_argument("--concurrency", type=positive_int, default=10, help="requests in flight")
     p.add_argument(
         "--checkpoint-interval", type=positive_int, default=20, help="nodes per checkpoint"
     )
-    p.add_argument("--pages", type=positive_int, help="fetch at most this many pages")
+    p.add_argument("--pages", type=positive_int, help="fetch at most this many pages (default all)")
     p.add_argument(
-        "--base-url", default=default_base_url(), help="registry API (env REGISTRY_TOOLS_BASE_URL)"
+        "--base-url",
+        help="registry API (default: $REGISTRY_TOOLS_BASE_URL, else https://api.comfy.org)",
     )
     p.add_argument("--max-attempts", type=positive_int, default=6, help="tries per request")
-    p.add_argument("--backoff", type=float, default=0.5, help="first back-off in seconds")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     p.add_argument(
-        "--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (env {TOKEN_ENV})"
+        "--backoff", type=non_negative_float, help="first back-off in seconds (default 0.5)"
+    )
+    p.add_argument("--timeout", type=positive_float, default=30.0, help="seconds per request")
+    p.add_argument("--token", help="bearer token (default: $REGISTRY_TOOLS_TOKEN)")
+    p.add_argument("--cassette-dir", type=_path, help="record or replay one cassette per phase")
+    p.add_argument(
+        "--record-mode",
+        default="none",
+        help="with --cassette-dir: none (replay only, default), once, new_episodes, all",
     )
     p.add_argument(
         "--progress",
@@ -158,12 +172,22 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cache(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
+    from .client import TOKEN_ENV, default_base_url
     from .phases import CacheOptions, run_cache
 
+    args.base_url = args.base_url or default_base_url()
+    args.token = args.token or os.environ.get(TOKEN_ENV)
+    context = _cache_cassettes(args) if args.cassette_dir else None
+    defaults = {"nodes_per_page": 100, "max_versions": -1, "backoff": CacheOptions.backoff}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     options = CacheOptions(**{f.name: getattr(args, f.name) for f in fields(CacheOptions)})
-    summary = run_cache(options)
+    if context is not None and args.record_mode == "none":
+        from .recording import check_replayable
+
+        check_replayable(args.cassette_dir, options)
+    summary = run_cache(options, phase_context=context)
     print(summary.text(), file=sys.stderr)
     for failure in summary.failures[:20]:
         print(f"  failed: {failure}", file=sys.stderr)
@@ -175,6 +199,21 @@ def _run_cache(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {len(summary.failures)} items failed{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cache_cassettes(args: argparse.Namespace):
+    """The per-phase cassettes; a replay takes unset fetch options from the manifest."""
+    from .cassettes import phase_cassettes
+
+    context = phase_cassettes(args.cassette_dir, args.record_mode)
+    if args.record_mode == "none":
+        from .recording import REPLAY_BACKOFF, recorded_fetch
+
+        recorded = {**recorded_fetch(args.cassette_dir), "backoff": REPLAY_BACKOFF}
+        for name, value in recorded.items():
+            if getattr(args, name, None) is None:
+                setattr(args, name, value)
+    return context
 
 
 @subcommand
@@ -338,7 +377,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"serving {url}", flush=True)
 
-    asyncio.run(serve(emulator, args.host, args.port, ready))
+    try:
+        asyncio.run(serve(emulator, args.host, args.port, ready))
+    except OSError as exc:  # the address is taken or not ours
+        raise UserError(f"--host/--port: {exc.strerror or exc}") from None
     print(f"emulator: {emulator.counters.summary()}", file=sys.stderr)
     return 0
 
@@ -371,3 +413,73 @@ def _run_record(args: argparse.Namespace) -> int:
     summary = record_dataset(args.dataset, args.cassette_dir, base_url, args.concurrency)
     print(summary.text())
     return 0 if summary.ok else 1
+
+
+@subcommand
+def _add_mappings(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mappings", help="build node_mappings.json offline from a cache")
+    p.add_argument("--cache", type=_path, required=True, help="registry cache to read")
+    p.add_argument("--input", type=_path, help="existing mappings: only new versions are parsed")
+    p.add_argument(
+        "--output", type=_path, default=Path("node_mappings.json"), help="mappings file to write"
+    )
+    p.add_argument(
+        "--max-versions", type=versions_limit, default=-1, help="newest N versions (-1 all)"
+    )
+    p.add_argument(
+        "--checkpoint-interval", type=positive_int, default=50, help="packages per checkpoint"
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    _add_log_level(p)
+    p.set_defaults(run=_run_mappings)
+
+
+def _run_mappings(args: argparse.Namespace) -> int:
+    from .mappings import MappingsOptions, build_mappings
+    from .progress import default_reporter
+
+    options = MappingsOptions(
+        cache=args.cache,
+        output=args.output,
+        input=args.input,
+        max_versions=args.max_versions,
+        checkpoint_interval=args.checkpoint_interval,
+    )
+    report = build_mappings(options, default_reporter(args.progress))
+    print(report.summary(), file=sys.stderr)
+    for example in report.problem_examples[:5]:
+        print(f"  malformed: {example}", file=sys.stderr)
+    return 0
+
+
+@subcommand
+def _add_resolve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "resolve",
+        help="list candidate packages for a workflow's custom nodes (exit 1 if any unresolved)",
+    )
+    p.add_argument("workflow", type=_path, help="ComfyUI workflow (UI or API format)")
+    p.add_argument(
+        "--mappings", type=_path, default=Path("node_mappings.json"), help="mappings file"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    _add_log_level(p)
+    p.set_defaults(run=_run_resolve)
+
+
+def _run_resolve(args: argparse.Namespace) -> int:
+    from .resolve import format_text, resolve_files
+
+    resolution = resolve_files(args.workflow, args.mappings)
+    if args.json:
+        from .store import dumps
+
+        sys.stdout.write(dumps(resolution.to_json()).decode("utf-8"))
+    else:
+        print(format_text(resolution))
+    return 1 if resolution.unresolved else 0

@@ -23,7 +23,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from . import plots, stats, store
-from .cassettes import phase_cassettes, read_manifest
+from .cassettes import phase_cassettes
 from .errors import UserError
 from .mappings import PHASE as PHASE_MAPPINGS
 from .mappings import MappingsOptions, build_mappings, load_mappings
@@ -38,16 +38,10 @@ from .phases import (
     run_cache,
 )
 from .progress import Reporter
+from .recording import REPLAY_BACKOFF, check_replayable
 from .resolve import Resolution, builtin_nodes, resolve_workflow
 
 # Fetch options each phase sends to the registry: replaying cassettes needs the recorded ones.
-REPLAY_SENSITIVE = {
-    PHASE_NODES: ("nodes_per_page", "pages"),
-    PHASE_VERSIONS: (),
-    PHASE_METADATA: ("max_versions",),
-}
-# Replayed answers are fixed, so waiting between retries only slows a replay (5x here).
-REPLAY_BACKOFF = 0.01
 MISSING_TYPE = "NotInTheRegistry"  # the demo workflow's deliberately unresolvable node
 
 
@@ -219,8 +213,6 @@ def fetch(
             "set cassette_dir to a directory of your own to record"
         )
     replay = params.record_mode == "none"
-    if replay:
-        _check_replayable(params, directory, phases)
     options = CacheOptions(
         output=output,
         input=source,
@@ -236,25 +228,12 @@ def fetch(
         backoff=REPLAY_BACKOFF if replay else CacheOptions.backoff,
         progress=False,
     )
+    if replay:
+        check_replayable(directory, options)
     context = phase_cassettes(directory, params.record_mode)
     summary = run_cache(options, reporter=reporter, phase_context=context)
     cache = store.load_cache(output) if summary.written else {"nodes": []}
     return summary, cache
-
-
-def _check_replayable(params: Parameters, directory: Path, phases: set[str]) -> None:
-    """Replay answers only the requests that were recorded: refuse other fetch options."""
-    recorded = read_manifest(directory)["dataset"].get("fetch", {})
-    wanted = {"nodes_per_page": params.nodes_per_page, "max_versions": params.max_versions}
-    wanted["pages"] = params.pages or None
-    for phase in phases:
-        for name in REPLAY_SENSITIVE[phase]:
-            if name in recorded and recorded[name] != wanted[name]:
-                shown = 0 if name == "pages" and recorded[name] is None else recorded[name]
-                raise UserError(
-                    f"the cassettes in {directory} were recorded with {name}={shown}; replay "
-                    f"(record_mode 'none') needs the same value, got {name}={wanted[name] or 0}"
-                )
 
 
 def _mode(params: Parameters) -> str:
