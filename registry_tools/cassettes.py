@@ -137,8 +137,8 @@ class IndexedCassette(Cassette):
             return
         with _collector_paused():
             super()._load()
-        for position, (request, _response) in enumerate(self.data):
-            self._index.setdefault(match_key(request), []).append(position)
+            for position, (request, _response) in enumerate(self.data):
+                self._index.setdefault(match_key(request), []).append(position)
 
     def _responses(self, request: Request) -> Iterator[tuple[int, dict[str, Any]]]:
         """Recorded answers for `request`, in recorded order; vcrpy's play logic picks one."""
@@ -205,7 +205,7 @@ class JsonSerializer:
         return store.dumps({"header": header, "interactions": interactions}).decode()
 
     @staticmethod
-    def deserialize(text: str) -> dict[str, Any]:
+    def deserialize(text: str | bytes) -> dict[str, Any]:
         document = orjson.loads(text)
         if not isinstance(document, dict) or document.get("header", {}).get("format") != FORMAT:
             raise ValueError(f"not a registry-tools cassette (no {FORMAT!r} header)")
@@ -295,7 +295,9 @@ class AtomicPersister:
         if not path.is_file():
             raise CassetteNotFoundError()
         try:
-            return vcr.serialize.deserialize(path.read_text("utf-8"), serializer)
+            # bytes straight to orjson: decoding a large cassette to one str first costs more
+            # than parsing it (4 bytes a character once a single emoji is in it)
+            return vcr.serialize.deserialize(path.read_bytes(), serializer)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"cassette {path}: corrupt or truncated ({exc})") from None
 
@@ -353,7 +355,7 @@ def use_cassette(
         "before_record_request": scrub_request,
         "before_record_response": clean_response,
     }
-    with cassette_class.use(**config) as cassette:
+    with cassette_class.use(**config) as cassette, _frozen_heap():
         if dataset is not None:
             _check_dataset(cassette, dataset)
         try:
@@ -364,6 +366,18 @@ def use_cassette(
             _raise_misses(cassette, exc)
             raise
         _raise_misses(cassette)
+
+
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep what exists now, the loaded interactions above all, out of the collector's walks
+    while the cassette is in use: they live as long as it does, and young collections would
+    otherwise walk them again and again (replay time then grows faster than its size)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _raise_misses(cassette: Cassette, cause: BaseException | None = None) -> None:
