@@ -42,6 +42,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     value = non_negative_float(text)
@@ -83,6 +94,15 @@ def _add_log_level(parser: argparse.ArgumentParser) -> None:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         help="logging verbosity on stderr (default WARNING)",
+    )
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: when stderr is a terminal)",
     )
 
 
@@ -161,12 +181,7 @@ def _add_cache(sub: argparse._SubParsersAction) -> None:
         default="none",
         help="with --cassette-dir: none (replay only, default), once, new_episodes, all",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bars on stderr (default: when stderr is a terminal)",
-    )
+    _add_progress(p)
     _add_log_level(p)
     p.set_defaults(run=_run_cache)
 
@@ -218,8 +233,6 @@ def _cache_cassettes(args: argparse.Namespace):
 
 @subcommand
 def _add_notebook(sub: argparse._SubParsersAction) -> None:
-    from .notebook import DEFAULT_OUTPUT_DIR, DEFAULT_TIMEOUT
-
     p = sub.add_parser("notebook", help="run the notebooks headless (papermill-style parameters)")
     actions = p.add_subparsers(dest="notebook_command", required=True, parser_class=_Parser)
     params = argparse.ArgumentParser(add_help=False)
@@ -234,18 +247,21 @@ def _add_notebook(sub: argparse._SubParsersAction) -> None:
         help="override a parameter with a Python literal (repeatable)",
     )
     params.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per cell"
+        "--timeout", type=positive_float, default=600.0, help="seconds allowed per cell"
     )
     _add_log_level(params)
     run = actions.add_parser("run", parents=[params], help="execute one notebook")
     run.add_argument("notebook", help="a bundled notebook name (01_nodes) or an .ipynb path")
     run.add_argument(
-        "--output", type=_path, help=f"executed notebook (default {DEFAULT_OUTPUT_DIR}/NAME.ipynb)"
+        "--output", type=_path, help="executed notebook (default notebook-output/NAME.ipynb)"
     )
     run.set_defaults(run=_run_notebook)
     run_all = actions.add_parser("run-all", parents=[params], help="execute 01..05 in order")
     run_all.add_argument(
-        "--output-dir", type=_path, default=DEFAULT_OUTPUT_DIR, help="where everything goes"
+        "--output-dir",
+        type=_path,
+        default=Path("notebook-output"),
+        help="where everything goes (default notebook-output)",
     )
     run_all.set_defaults(run=_run_all_notebooks)
     strip = actions.add_parser("strip", help="remove outputs from notebooks before committing")
@@ -345,17 +361,6 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_serve)
 
 
-def non_negative_float(text: str) -> float:
-    """argparse type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def _run_serve(args: argparse.Namespace) -> int:
     import asyncio
     from dataclasses import fields
@@ -429,12 +434,7 @@ def _add_mappings(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint-interval", type=positive_int, default=50, help="packages per checkpoint"
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    _add_progress(p)
     _add_log_level(p)
     p.set_defaults(run=_run_mappings)
 
