@@ -8,7 +8,8 @@ the three phases (`run_cache` with `phase_cassettes(..., "none")`, loading inclu
 process's CPU time (replay is single-threaded, and CPU time does not count other processes on
 a shared machine), wall time alongside, and the CPU time spent in full (generation-2) garbage
 collections, which grow with the heap of the cache being built. The indexed replay runs
-`--repeat` times and the best is kept; the stock one runs once.
+`--repeat` times and the best is kept; the stock one runs once. Every recording and every
+replay runs in a fresh interpreter, so no measurement inherits an earlier step's heap.
 
     python bench/bench_cassettes.py                      # 2,000 / 8,000 / 32,000 interactions
     python bench/bench_cassettes.py --sizes 500 --stock-at 500
@@ -17,8 +18,10 @@ collections, which grow with the heap of the cache being built. The indexed repl
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import gc
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Iterator
@@ -97,6 +100,14 @@ def replay(directory: Path, cassette_class: type[Cassette], concurrency: int) ->
     return Timing(cpu, wall, spent[0])
 
 
+def isolated(function, *args):
+    """Run `function(*args)` in a fresh interpreter: each measurement starts from a clean
+    heap, as a real replay run does, instead of inheriting the previous step's allocations."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 32000])
@@ -109,11 +120,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cassettes-") as scratch:
         for size in args.sizes:
             directory = Path(scratch) / str(size)
-            count = record(directory, size)
+            count = isolated(record, directory, size)
             classes = [IndexedCassette] + ([Cassette] if size in args.stock_at else [])
             for cassette_class in classes:
                 runs = args.repeat if cassette_class is IndexedCassette else 1
-                best = min(replay(directory, cassette_class, args.concurrency) for _ in range(runs))
+                best = min(
+                    isolated(replay, directory, cassette_class, args.concurrency)
+                    for _ in range(runs)
+                )
                 name = "indexed" if cassette_class is IndexedCassette else "stock vcrpy"
                 timings[size, name] = best
                 cells = (f"{best.cpu:.2f}", f"{best.wall:.2f}", f"{best.full_gc:.2f}")

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from pathlib import Path
 
 import orjson
 import pytest
-from _mapping_fixtures import PINNED, comfy, node, sample_nodes, version, write_cache
+from _mapping_fixtures import IMAGE, PINNED, comfy, node, sample_nodes, version, write_cache
 
-from registry_tools import clock, store, synth
-from registry_tools.cache_stream import LazyJSON, comfy_nodes, iter_nodes
+from registry_tools import clock, mappings, store, synth
+from registry_tools.cache_stream import LazyJSON, checksum, comfy_nodes, iter_nodes, scan
 from registry_tools.cli import main
 from registry_tools.errors import UserError
 from registry_tools.mappings import (
     MappingsOptions,
+    MappingsReport,
     build_mappings,
+    index_path,
     journal_path,
     normalize_repository,
     package_score,
@@ -189,6 +194,38 @@ def test_repository_urls_are_normalised() -> None:
     assert normalize_repository(None) == normalize_repository("  ") == ""
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/o/r",
+        "https://github.com/o/r/",
+        "https://github.com/o/r.git",
+        "https://github.com/o/r.git/",
+        "https://github.com/o/r.git.git",
+        "https://github.com/o/r//",
+        "https://github.com/o/r/tree/main",
+        "https://github.com/o//r",
+        "https://github.com/o/r?tab=readme",
+        "https://github.com/o/r#top",
+        "https://github.com/o/r.gitx",
+        "https://github.com/o/.git",
+        "https://github.com/O/Ré",
+        "https://github.com/o/r%20x",
+        "https://github.com:443/o/r",
+        "https://user@github.com/o/r",
+        "https://github.com/o/r\\x",
+        "https://github.com/o/r;p",
+        "https://github.com/o/r\tx",
+        "https://github.com/o",
+        "https://github.com.evil/o/r",
+    ],
+)
+def test_repository_shortcut_agrees_with_the_general_path(url: str, monkeypatch) -> None:
+    fast = normalize_repository(url)
+    monkeypatch.setattr(mappings, "_GITHUB_PLAIN", re.compile(r"(?!)"))  # never matches
+    assert fast == normalize_repository(url)
+
+
 # ---- incremental ---------------------------------------------------------------------------
 
 
@@ -243,6 +280,239 @@ def test_second_run_on_the_same_cache_changes_nothing(tmp_path: Path) -> None:
     assert out.read_bytes() == first
     assert report.versions_parsed == 0
     assert not journal_path(out).exists()
+    assert report.packages_unchanged == 3  # nothing parsed at all: copied from the input
+
+
+# Incremental runs with the index: every kind of cache change, compared with a full rebuild.
+
+
+def incremental_vs_full(
+    tmp_path: Path, old_nodes: list[dict], new_nodes: list[dict], **options
+) -> MappingsReport:
+    """Build the old cache's mappings, then the new cache's both ways; the outputs, and the
+    indexes written next to them, must be the same. Returns the incremental run's report."""
+    old_out = tmp_path / "old-m.json"
+    build(write_cache(tmp_path / "old.json", old_nodes), old_out, **options)
+    cache = write_cache(tmp_path / "new.json", new_nodes)
+    full = tmp_path / "full.json"
+    build(cache, full, **options)
+    report = build_mappings(
+        MappingsOptions(cache=cache, output=tmp_path / "inc.json", input=old_out, **options)
+    )
+    assert (tmp_path / "inc.json").read_bytes() == full.read_bytes()
+    inc_index = orjson.loads(index_path(tmp_path / "inc.json").read_bytes())
+    assert inc_index == orjson.loads(index_path(full).read_bytes())
+    return report
+
+
+def _add_version(nodes: list[dict]) -> None:
+    nodes[0]["versions_list"].append(
+        version("3.0.0", "2026-07-01T00:00:00Z", [comfy("MaskScale", {"mask": ["MASK"]})])
+    )
+
+
+def _deprecate(nodes: list[dict]) -> None:
+    nodes[0]["versions_list"][1]["deprecated"] = True  # alpha 1.10.0
+
+
+def _downloads(nodes: list[dict]) -> None:
+    nodes[2]["downloads"] = 1_000_000  # gamma now outranks alpha on MaskScale::1f54e5ac
+
+
+def _remove(nodes: list[dict]) -> None:
+    del nodes[0]  # alpha: its keys lose a provider or vanish
+
+
+def _add_package(nodes: list[dict]) -> None:
+    nodes.append(node("omega", [version("1.0.0", "2027-01-01T00:00:00Z", [comfy("Beta", IMAGE)])]))
+
+
+def _ban(nodes: list[dict]) -> None:
+    nodes[0]["status"] = "NodeStatusBanned"  # same versions, none feeds any more
+
+
+def _unban(nodes: list[dict]) -> None:
+    nodes[0]["status"] = "NodeStatusActive"
+
+
+def _metadata_arrives(nodes: list[dict]) -> None:
+    nodes[1]["versions_list"][1] = version("1.1.0", "2026-02-02T00:00:00Z", [comfy("Late", {})])
+
+
+def _version_status(nodes: list[dict]) -> None:
+    nodes[0]["versions_list"][0]["status"] = "NodeVersionStatusDeleted"  # alpha 1.9.0
+
+
+def _version_banned(nodes: list[dict]) -> None:
+    nodes[0]["versions_list"][1]["status"] = "NodeVersionStatusBanned"  # same length as Active
+
+
+def _duplicate(nodes: list[dict]) -> None:
+    nodes.append({**nodes[1], "downloads": 999_999})  # a second beta-pack: the first one wins
+
+
+def _rename(nodes: list[dict]) -> None:
+    nodes[1]["name"] = "Beta, renamed"
+    nodes[1]["repository"] = "https://gitlab.com/x/beta"
+
+
+CHANGES = [
+    _add_version,
+    _deprecate,
+    _downloads,
+    _remove,
+    _add_package,
+    _ban,
+    _metadata_arrives,
+    _version_status,
+    _version_banned,
+    _duplicate,
+    _rename,
+]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=lambda f: f.__name__.strip("_"))
+def test_incremental_with_index_equals_full_rebuild(tmp_path: Path, change) -> None:
+    new = sample_nodes()
+    change(new)
+    report = incremental_vs_full(tmp_path, sample_nodes(), new)
+    assert report.packages_unchanged >= 1  # the untouched packages were not parsed
+
+
+def test_incremental_with_index_handles_a_package_unbanned(tmp_path: Path) -> None:
+    old = sample_nodes()
+    _ban(old)
+    report = incremental_vs_full(tmp_path, old, sample_nodes())
+    assert report.versions_parsed == 3  # alpha's feeding versions, which the input lacks
+
+
+def test_incremental_with_index_and_every_change_at_once(tmp_path: Path) -> None:
+    new = sample_nodes()
+    for change in (_add_version, _deprecate, _downloads, _add_package, _metadata_arrives):
+        change(new)
+    incremental_vs_full(tmp_path, sample_nodes(), new)
+    incremental_vs_full(tmp_path, sample_nodes(), new, max_versions=1)
+
+
+def test_incremental_reranks_untouched_packages_when_the_reference_moves(tmp_path: Path) -> None:
+    """a-pack and b-pack do not change, but a release ten years later moves the reference
+    date: a-pack's age discount shrinks relative to b-pack's and it overtakes it."""
+    old = ranking_nodes(
+        ("2024-01-01T00:00:00Z", {"downloads": 1000, "github_stars": 0}),  # 1000 / 3
+        ("2026-01-01T00:00:00Z", {"downloads": 400, "github_stars": 0}),  # 400 / 1
+    )
+    later = node("c-pack", [version("1.0.0", "2036-01-01T00:00:00Z", [comfy("Other")])])
+    report = incremental_vs_full(tmp_path, old, [*old, later])
+    assert report.packages_unchanged == 2
+    shared = orjson.loads((tmp_path / "inc.json").read_bytes())["mappings"]["Shared::9c595aa8"]
+    assert [e["package_id"] for e in shared] == ["a-pack", "b-pack"]  # 1000 / 13 > 400 / 11
+    old_shared = orjson.loads((tmp_path / "old-m.json").read_bytes())["mappings"]
+    assert [e["package_id"] for e in old_shared["Shared::9c595aa8"]] == ["b-pack", "a-pack"]
+
+
+def test_incremental_runs_chain(tmp_path: Path) -> None:
+    """Each incremental output, with the index it writes, feeds the next run."""
+    steps = [sample_nodes()]
+    for change in (_add_version, _downloads, _remove, _add_package):
+        steps.append(json.loads(json.dumps(steps[-1])))
+        change(steps[-1])
+    previous = tmp_path / "m0.json"
+    build(write_cache(tmp_path / "c0.json", steps[0]), previous)
+    for n, nodes in enumerate(steps[1:], 1):
+        cache = write_cache(tmp_path / f"c{n}.json", nodes)
+        out = tmp_path / f"m{n}.json"
+        report = build_mappings(MappingsOptions(cache=cache, output=out, input=previous))
+        assert report.packages_unchanged >= 1
+        build(cache, tmp_path / "full.json")
+        assert out.read_bytes() == (tmp_path / "full.json").read_bytes()
+        previous = out
+
+
+def test_an_index_that_does_not_match_its_input_is_ignored(tmp_path: Path) -> None:
+    old = tmp_path / "old-m.json"
+    build(write_cache(tmp_path / "old.json", sample_nodes()), old)
+    cache = write_cache(tmp_path / "new.json", grown_nodes())
+    build(cache, tmp_path / "full.json")
+    old.write_bytes(old.read_bytes().replace(b'"downloads": 5000', b'"downloads": 5001'))
+    inc = tmp_path / "inc.json"
+    report = build_mappings(MappingsOptions(cache=cache, output=inc, input=old))
+    assert report.packages_unchanged == 0  # the general path
+    assert inc.read_bytes() == (tmp_path / "full.json").read_bytes()
+    index_path(old).write_text("{not json")
+    report = build_mappings(MappingsOptions(cache=cache, output=inc, input=old))
+    assert report.packages_unchanged == 0
+    assert inc.read_bytes() == (tmp_path / "full.json").read_bytes()
+
+
+def test_an_index_of_other_options_is_ignored(tmp_path: Path) -> None:
+    old = tmp_path / "old-m.json"
+    build(write_cache(tmp_path / "old.json", sample_nodes()), old)
+    cache = write_cache(tmp_path / "new.json", grown_nodes())
+    build(cache, tmp_path / "full.json", max_versions=1)
+    inc = tmp_path / "inc.json"
+    report = build_mappings(MappingsOptions(cache=cache, output=inc, input=old, max_versions=1))
+    assert report.packages_unchanged == 0
+    assert inc.read_bytes() == (tmp_path / "full.json").read_bytes()
+
+
+def test_a_cache_of_another_layout_takes_the_general_path(tmp_path: Path) -> None:
+    old = tmp_path / "old-m.json"
+    build(write_cache(tmp_path / "old.json", sample_nodes()), old)
+    cache = write_cache(tmp_path / "new.json", grown_nodes())
+    build(cache, tmp_path / "full.json")
+    compact = tmp_path / "compact.json"
+    compact.write_bytes(orjson.dumps(orjson.loads(cache.read_bytes())))
+    inc = tmp_path / "inc.json"
+    index_path(inc).write_text("stale")
+    report = build_mappings(MappingsOptions(cache=compact, output=inc, input=old))
+    assert report.packages_unchanged == 0
+    assert inc.read_bytes() == (tmp_path / "full.json").read_bytes()
+    assert not index_path(inc).exists()  # no fingerprints: no index, and not a stale one
+
+
+def test_scan_recognises_unchanged_versions_by_their_digest(tmp_path: Path) -> None:
+    path = tmp_path / "synth.json"
+    store.write_atomic(path, store.dumps(synth.generate(40, 3)))
+    data = path.read_bytes()
+    walked = list(scan(data))
+    previous = {t.id: (t.hi - t.lo, t.versions) for t in walked}
+    previous[walked[5].id] = (previous[walked[5].id][0], "0" * 40)  # as if it had changed
+    guessed = list(scan(data, previous.get))
+    assert [(t.id, t.start, t.end, t.lo, t.hi, t.head, t.versions) for t in guessed] == [
+        (t.id, t.start, t.end, t.lo, t.hi, t.head, t.versions) for t in walked
+    ]
+    searched = [t.id for t in guessed if t.comfy is not None]
+    assert walked[5].id in searched
+    assert len(searched) < len(walked) // 2  # the others were hashed, not searched
+
+
+STATUSES = [
+    *(f"NodeVersionStatus{s}" for s in ("Active", "Deleted", "Banned", "Pending", "Flagged")),
+    *(f"NodeStatus{s}" for s in ("Active", "Deleted", "Banned")),
+]
+
+
+def test_checksum_catches_every_status_swap_and_short_change(tmp_path: Path) -> None:
+    """Unchanged packages are recognised by length and CRC-32. CRC is linear: a same-length
+    change goes unnoticed only when the CRC of the difference is zero, wherever it lies, so
+    checking each status swap once (against zeros) covers it at every position."""
+    for a in STATUSES:
+        for b in STATUSES:
+            if a != b and len(a) == len(b):
+                zeros = bytes(len(a))
+                assert zlib.crc32(a.encode()) ^ zlib.crc32(b.encode()) != zlib.crc32(zeros)
+    path = tmp_path / "synth.json"
+    store.write_atomic(path, store.dumps(synth.generate(5, 2)))
+    data = bytearray(path.read_bytes())
+    text = next(t for t in scan(bytes(data)) if t.hi - t.lo > 1000)
+    rng = random.Random(5)
+    for _ in range(300):  # any change within 4 consecutive bytes is caught
+        at = rng.randrange(text.lo + 1, text.hi - 12)
+        changed = bytearray(data[text.lo : text.hi])
+        for i in range(at - text.lo, at - text.lo + 4):
+            changed[i] = rng.randrange(256)
+        if changed != data[text.lo : text.hi]:
+            assert checksum(bytes(changed)) != text.versions
 
 
 def test_non_canonical_cache_layout_gives_the_same_output(tmp_path: Path) -> None:
