@@ -212,3 +212,44 @@ def test_sigkill_during_in_place_refresh_leaves_the_input_intact(registry, tmp_p
         resumed = subprocess.run(command, env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == store.dumps(registry)
+
+
+# ---- replaying cassettes from the command line -------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parent.parent / "cassettes" / "sample"
+SAMPLE_CACHE = (
+    Path(__file__).parent
+    / "__snapshots__"
+    / "test_cassettes"
+    # the cache snapshot of the cassette tests: the same replay through the library
+    / "test_replayed_sample_is_byte_identical_at_any_concurrency.cache.json"
+)
+
+
+def test_cli_replays_the_bundled_cassettes_with_their_recorded_options(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # 2026-01-01, as the snapshot
+    out = tmp_path / "c.json"
+    for concurrency in ("1", "32"):
+        code, err = run_cli(
+            capsys, "cache", "--cassette-dir", str(SAMPLE), "--output", str(out),
+            "--concurrency", concurrency,
+        )  # fmt: skip
+        assert code == 0, err
+        assert out.read_bytes() == SAMPLE_CACHE.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--nodes-per-page", "10"], "recorded with nodes_per_page=30; replay needs the same"),
+        (["--max-versions", "-1"], "recorded with max_versions=5; replay needs the same value"),
+        (["--record-mode", "sometimes"], "--record-mode 'sometimes': expected one of none"),
+    ],
+)
+def test_cli_refuses_a_replay_that_cannot_match(tmp_path, capsys, args, message):
+    out = tmp_path / "c.json"
+    code, err = run_cli(capsys, "cache", "--cassette-dir", str(SAMPLE), "--output", str(out), *args)
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not out.exists()

@@ -418,7 +418,8 @@ def test_executed_notebooks_show_a_summary_and_plots_without_errors(run_all, nam
 
 
 def test_notebooks_run_unchanged_under_papermill(tmp_path: Path) -> None:
-    papermill = pytest.importorskip("papermill")
+    import papermill  # a test dependency
+
     out = tmp_path / "01_nodes.ipynb"
     papermill.execute_notebook(
         str(notebook.notebook_dir() / "01_nodes.ipynb"),

@@ -199,8 +199,8 @@ def test_cli_rejects_bad_mappings(tmp_path: Path, capsys) -> None:
 
 
 def test_comfydock_core_loads_and_resolves_our_output(mappings_file: Path) -> None:
-    repository_module = pytest.importorskip("comfydock_core.repositories.node_mappings_repository")
     from comfydock_core.models.workflow import NodeInput, WorkflowNode
+    from comfydock_core.repositories import node_mappings_repository as repository_module
     from comfydock_core.resolvers.global_node_resolver import GlobalNodeResolver
 
     class LocalData:  # RegistryDataManager without the download: our file, offline

@@ -101,6 +101,7 @@ def test_split_key_keeps_colons_in_node_names() -> None:
 
 @pytest.mark.parametrize("input_types", [v[0] for v in VECTORS] + ['{"optional": {"a": "X"}}'])
 def test_same_keys_as_comfydock_core(input_types: str) -> None:
-    signature = pytest.importorskip("comfydock_core.utils.input_signature")
+    from comfydock_core.utils import input_signature as signature  # a test dependency
+
     theirs = signature.create_node_key("N", signature.normalize_registry_inputs(input_types))
     assert registry_key("N", input_types)[0] == theirs
