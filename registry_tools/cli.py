@@ -424,7 +424,9 @@ def _run_record(args: argparse.Namespace) -> int:
 def _add_mappings(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mappings", help="build node_mappings.json offline from a cache")
     p.add_argument("--cache", type=_path, required=True, help="registry cache to read")
-    p.add_argument("--input", type=_path, help="earlier mappings: only what changed in the cache is processed")
+    p.add_argument(
+        "--input", type=_path, help="earlier mappings: only what changed in the cache is processed"
+    )
     p.add_argument(
         "--output", type=_path, default=Path("node_mappings.json"), help="mappings file to write"
     )
