@@ -21,7 +21,8 @@ from typing import Any
 
 from . import store
 from .errors import UserError
-from .mappings import load_mappings, package_scores
+from .mappings import load_mappings
+from .ranking import package_scores
 from .semver import version_key
 from .signatures import node_key, split_key, workflow_signature
 

@@ -18,19 +18,19 @@ import orjson
 import pytest
 from _mapping_fixtures import IMAGE, PINNED, comfy, node, sample_nodes, version, write_cache
 
-from registry_tools import clock, mappings, store, synth
+from registry_tools import clock, mapping_format, store, synth
 from registry_tools.cache_stream import LazyJSON, checksum, comfy_nodes, iter_nodes, scan
 from registry_tools.cli import main
 from registry_tools.errors import UserError
+from registry_tools.mapping_format import normalize_repository
 from registry_tools.mappings import (
     MappingsOptions,
     MappingsReport,
     build_mappings,
     index_path,
     journal_path,
-    normalize_repository,
-    package_score,
 )
+from registry_tools.ranking import package_score
 
 
 @pytest.fixture(autouse=True)
@@ -222,7 +222,7 @@ def test_repository_urls_are_normalised() -> None:
 )
 def test_repository_shortcut_agrees_with_the_general_path(url: str, monkeypatch) -> None:
     fast = normalize_repository(url)
-    monkeypatch.setattr(mappings, "_GITHUB_PLAIN", re.compile(r"(?!)"))  # never matches
+    monkeypatch.setattr(mapping_format, "_GITHUB_PLAIN", re.compile(r"(?!)"))  # never matches
     assert fast == normalize_repository(url)
 
 
@@ -635,12 +635,12 @@ def test_builder_is_offline(tmp_path: Path) -> None:
 # in the product), so the parent can SIGKILL it once the journal holds enough packages.
 SLOW = """
 import sys, time
-from registry_tools import mappings
-original = mappings._Hasher.version_keys
+from registry_tools import feeding
+original = feeding.Hasher.version_keys
 def slow(self, *args):
     time.sleep(0.002)
     return original(self, *args)
-mappings._Hasher.version_keys = slow
+feeding.Hasher.version_keys = slow
 from registry_tools.cli import main
 sys.exit(main(sys.argv[1:]))
 """
