@@ -222,10 +222,9 @@ def _cache_cassettes(args: argparse.Namespace):
 
     context = phase_cassettes(args.cassette_dir, args.record_mode)
     if args.record_mode == "none":
-        from .recording import REPLAY_BACKOFF, recorded_fetch
+        from .recording import replay_defaults
 
-        recorded = {**recorded_fetch(args.cassette_dir), "backoff": REPLAY_BACKOFF}
-        for name, value in recorded.items():
+        for name, value in replay_defaults(args.cassette_dir).items():
             if getattr(args, name, None) is None:
                 setattr(args, name, value)
     return context

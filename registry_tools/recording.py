@@ -106,6 +106,11 @@ def recorded_fetch(directory: Path) -> dict[str, Any]:
     return dict(read_manifest(directory)["dataset"].get("fetch", {}))
 
 
+def replay_defaults(directory: Path) -> dict[str, Any]:
+    """CacheOptions fields a replay of `directory` should use unless told otherwise."""
+    return {**recorded_fetch(directory), "backoff": REPLAY_BACKOFF}
+
+
 def check_replayable(directory: Path, options: CacheOptions) -> None:
     """Replay answers only the requests that were recorded: refuse other fetch options."""
     recorded = recorded_fetch(directory)
@@ -128,8 +133,8 @@ def _shown(value: Any) -> str:
 
 def replay_options(directory: Path, output: Path, **overrides: Any) -> CacheOptions:
     """Cache options that replay a recorded set: its fetch options, a base URL never used."""
-    fetch = read_manifest(directory)["dataset"].get("fetch", {})
-    settings = {"base_url": "http://registry.invalid", "progress": False, **fetch, **overrides}
+    defaults = replay_defaults(directory)
+    settings = {"base_url": "http://registry.invalid", "progress": False, **defaults, **overrides}
     return CacheOptions(output=Path(output), **settings)
 
 
