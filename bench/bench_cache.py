@@ -17,8 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from registry_tools import clock, store, synth
-from registry_tools.phases import CacheOptions, run_cache
+from registry_tools import clock, files
+from registry_tools.fetch.options import CacheOptions
+from registry_tools.fetch.run import run_cache
+from registry_tools.registry import synth
 
 
 def serve(cache: Path, latency_ms: int) -> tuple[subprocess.Popen, str]:
@@ -35,7 +37,7 @@ def serve(cache: Path, latency_ms: int) -> tuple[subprocess.Popen, str]:
 
 def build(workdir: Path, nodes: int, latency_ms: int, concurrency: int, max_versions: int):
     source = workdir / f"registry-{nodes}.json"
-    source.write_bytes(store.dumps(synth.generate(nodes, 1)))
+    source.write_bytes(files.dumps(synth.generate(nodes, 1)))
     process, url = serve(source, latency_ms)
     try:
         options = CacheOptions(

@@ -30,10 +30,11 @@ from pathlib import Path
 
 from vcr.cassette import Cassette
 
-from registry_tools import synth
-from registry_tools.cassettes import IndexedCassette, phase_cassettes, read_manifest
-from registry_tools.emulator import running_emulator
-from registry_tools.phases import CacheOptions, run_cache
+from registry_tools.fetch.options import CacheOptions
+from registry_tools.fetch.run import run_cache
+from registry_tools.registry import synth
+from registry_tools.registry.emulator import running_emulator
+from registry_tools.replay.cassettes import IndexedCassette, phase_cassettes, read_manifest
 
 # Interactions one synthetic node costs with these options (1 versions listing, /install for
 # some versions, comfy-nodes pages for the newest 5 versions), measured: 5.1 to 5.3.

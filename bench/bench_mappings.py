@@ -30,7 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry_tools import store, synth
+from registry_tools import files
+from registry_tools.fetch import cache_file
+from registry_tools.registry import synth
 from registry_tools.semver import version_key
 
 # Runs one build and reports its own timing and peak RSS. VmHWM, not ru_maxrss: the latter
@@ -38,7 +40,7 @@ from registry_tools.semver import version_key
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from registry_tools.mappings import MappingsOptions, build_mappings
+from registry_tools.mappings.build import MappingsOptions, build_mappings
 import registry_tools
 cache, output, previous = sys.argv[1:4]
 start, cpu = time.perf_counter(), time.process_time()
@@ -76,7 +78,7 @@ def grow(cache: dict[str, Any], share: float, seed: int) -> dict[str, Any]:
             {"comfy_node_name": f"BenchNew{serial}", "input_types": '{"required": {}}'}
         )
         package["versions_list"].insert(0, release)
-    return store.build_cache(grown["nodes"])
+    return cache_file.build_cache(grown["nodes"])
 
 
 def run(
@@ -140,8 +142,8 @@ def main() -> int:
         grown = grow(original, 0.01, args.seed)
         print(f"grown by 1 %:    {synth.summary(grown)}")
         old_cache, new_cache = work / "cache.json", work / "cache-grown.json"
-        store.write_atomic(old_cache, store.dumps(original))
-        store.write_atomic(new_cache, store.dumps(grown))
+        files.write_atomic(old_cache, files.dumps(original))
+        files.write_atomic(new_cache, files.dumps(grown))
         del original, grown
         old_mappings = work / "mappings.json"
         run(old_cache, old_mappings, None)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from registry_tools.notebook import NotebookRun, run_all
+from registry_tools.notebooks.runner import NotebookRun, run_all
 
 
 def cell_seconds(executed: Path) -> float:

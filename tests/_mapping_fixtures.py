@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from registry_tools import store
+from registry_tools import files
+from registry_tools.fetch import cache_file
 
 PINNED = "2026-11-24T00:00:00Z"
 
@@ -59,7 +60,7 @@ def node(package_id: str, versions: list[dict[str, Any]], **fields: Any) -> dict
 
 def write_cache(path: Path, nodes: list[dict[str, Any]]) -> Path:
     """Write a cache the way the cache builder does (canonical bytes, atomic)."""
-    store.write_atomic(path, store.dumps(store.build_cache(json.loads(json.dumps(nodes)))))
+    files.write_atomic(path, files.dumps(cache_file.build_cache(json.loads(json.dumps(nodes)))))
     return path
 
 

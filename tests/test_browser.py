@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_tools.notebook import notebook_dir
+from registry_tools.notebooks.runner import notebook_dir
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

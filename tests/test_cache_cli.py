@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from registry_tools import clock, store, synth
+from registry_tools import clock, files
 from registry_tools.cli import main
-from registry_tools.emulator import Faults, running_emulator
+from registry_tools.registry import synth
+from registry_tools.registry.emulator import Faults, running_emulator
 
 EPOCH = 1767323045  # 2026-01-02T03:04:05Z
 
@@ -53,7 +54,7 @@ def test_cli_builds_the_cache_and_prints_a_summary(pinned, emulator, registry, t
     code, err = run_cli(capsys, "cache", "--output", str(out), "--base-url", emulator.url)
     assert code == 0
     assert "60 nodes" in err and "0 failures" in err and f"wrote {out}" in err
-    assert out.read_bytes() == store.dumps(registry)
+    assert out.read_bytes() == files.dumps(registry)
 
 
 @pytest.mark.parametrize(
@@ -196,7 +197,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_cache(registry, tmp_path, re
         resumed = subprocess.run(command, env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
-    assert out.read_bytes() == store.dumps(registry)
+    assert out.read_bytes() == files.dumps(registry)
     assert not journal.exists()
 
 
@@ -211,7 +212,7 @@ def test_sigkill_during_in_place_refresh_leaves_the_input_intact(registry, tmp_p
         assert out.read_bytes() == before
         resumed = subprocess.run(command, env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert out.read_bytes() == store.dumps(registry)
+    assert out.read_bytes() == files.dumps(registry)
 
 
 # ---- replaying cassettes from the command line -------------------------------------------------

@@ -17,14 +17,16 @@ import vcr.cassette
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from registry_tools import cassettes, clock
-from registry_tools.cassettes import MissingInteraction, phase_cassettes, use_cassette
+from registry_tools import clock
 from registry_tools.cli import main
 from registry_tools.errors import UserError
-from registry_tools.mappings import MappingsOptions, build_mappings
-from registry_tools.phases import PHASES, run_cache
-from registry_tools.pytest_plugin import blocked_network
-from registry_tools.recording import record_dataset, replay_options
+from registry_tools.fetch.options import PHASES
+from registry_tools.fetch.run import run_cache
+from registry_tools.mappings.build import MappingsOptions, build_mappings
+from registry_tools.replay import cassettes
+from registry_tools.replay.cassettes import MissingInteraction, phase_cassettes, use_cassette
+from registry_tools.replay.network import blocked_network
+from registry_tools.replay.recording import record_dataset, replay_options
 
 SAMPLE = Path(__file__).resolve().parent.parent / "cassettes" / "sample"
 TOKEN = "tok-" + "s3cr3t" * 4

@@ -9,8 +9,14 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from registry_tools.client import FetchError, RegistryClient, RetryPolicy, api_path, check_base_url
 from registry_tools.errors import UserError
+from registry_tools.fetch.client import (
+    FetchError,
+    RegistryClient,
+    RetryPolicy,
+    api_path,
+    check_base_url,
+)
 
 FAST = RetryPolicy(max_attempts=4, backoff=0.01, timeout=5)
 

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from registry_tools import clock, store
+from registry_tools import clock, files
 from registry_tools.errors import UserError
+from registry_tools.fetch import cache_file
+from registry_tools.journal import Journal
 from registry_tools.semver import newest_first, version_key
 
 
@@ -53,20 +55,20 @@ def test_clock_pins_from_source_date_epoch(monkeypatch):
 
 
 def test_dumps_is_canonical():
-    assert store.dumps({"b": 1, "a": "é"}) == '{\n  "a": "é",\n  "b": 1\n}\n'.encode()
+    assert files.dumps({"b": 1, "a": "é"}) == '{\n  "a": "é",\n  "b": 1\n}\n'.encode()
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path):
     target = tmp_path / "out.json"
     target.write_text("old")
-    store.write_atomic(target, b"new")
+    files.write_atomic(target, b"new")
     assert target.read_bytes() == b"new"
     assert os.listdir(tmp_path) == ["out.json"]
     fresh = tmp_path / "fresh.json"
-    store.write_atomic(fresh, b"{}")
-    assert fresh.stat().st_mode & 0o777 == 0o666 & ~store._UMASK
+    files.write_atomic(fresh, b"{}")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~files._UMASK
     target.chmod(0o640)
-    store.write_atomic(target, b"again")
+    files.write_atomic(target, b"again")
     assert target.stat().st_mode & 0o777 == 0o640
 
 
@@ -84,22 +86,22 @@ def test_load_cache_rejects_bad_files(tmp_path, content, problem):
     path = tmp_path / "c.json"
     path.write_text(content)
     with pytest.raises(UserError, match=problem.replace("(", r"\(").replace("[", r"\[")):
-        store.load_cache(path)
+        cache_file.load_cache(path)
 
 
 def test_load_cache_missing_file(tmp_path):
     with pytest.raises(UserError, match="no such file"):
-        store.load_cache(tmp_path / "absent.json")
+        cache_file.load_cache(tmp_path / "absent.json")
 
 
 def test_journal_replays_only_matching_header_and_ignores_torn_tail(tmp_path):
     path = tmp_path / "j"
-    journal = store.Journal(path, {"job": 1})
+    journal = Journal(path, {"job": 1})
     journal.open([])
     journal.append({"n": 1})
     journal.append({"n": 2})
     journal.close(remove=False)
     with open(path, "ab") as handle:
         handle.write(b'{"n": 3')  # torn by a crash
-    assert list(store.Journal(path, {"job": 1}).replay()) == [{"n": 1}, {"n": 2}]
-    assert list(store.Journal(path, {"job": 2}).replay()) == []
+    assert list(Journal(path, {"job": 1}).replay()) == [{"n": 1}, {"n": 2}]
+    assert list(Journal(path, {"job": 2}).replay()) == []

@@ -18,9 +18,10 @@ import orjson
 import pytest
 from yarl import URL
 
-from registry_tools import store
-from registry_tools.emulator import Emulator, Faults, running_emulator
+from registry_tools import files
 from registry_tools.errors import UserError
+from registry_tools.fetch import cache_file
+from registry_tools.registry.emulator import Emulator, Faults, running_emulator
 
 ODD_IDS = ["a/b", "..", "nœud-ü", "with space"]
 
@@ -73,7 +74,7 @@ def cache() -> dict[str, Any]:
         _node("gone-pack", [], versions_unavailable="not_found"),
         *(_node(node_id, [_version("1.0.0")]) for node_id in ODD_IDS),
     ]
-    return store.build_cache(nodes)
+    return cache_file.build_cache(nodes)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,7 @@ def test_node_is_served_without_local_keys(emu, cache) -> None:
     status, _, body = get(emu.url, "nodes", "pack")
     assert status == 200
     assert body["description"] == "Upscales IMAGES quickly"
-    assert not set(store.NODE_LOCAL_KEYS) & set(body)
+    assert not set(cache_file.NODE_LOCAL_KEYS) & set(body)
     assert get(emu.url, "nodes", "nope")[0] == 404
 
 
@@ -242,7 +243,7 @@ def test_counters_and_stats(cache) -> None:
 
 def test_emulator_loads_a_cache_file(tmp_path, cache) -> None:
     path = tmp_path / "cache.json"
-    path.write_bytes(store.dumps(cache))
+    path.write_bytes(files.dumps(cache))
     with running_emulator(path) as emu:
         assert get(emu.url, "nodes", "pack")[0] == 200
 
@@ -391,7 +392,7 @@ def _serve(*args: str) -> subprocess.Popen:
 
 def test_serve_command(tmp_path, cache) -> None:
     path = tmp_path / "cache.json"
-    path.write_bytes(store.dumps(cache))
+    path.write_bytes(files.dumps(cache))
     process = _serve("--cache", str(path), "--port", "0", "--latency-ms", "1")
     try:
         line = process.stdout.readline()
@@ -423,7 +424,7 @@ def test_serve_bad_cache_is_one_line(tmp_path: Path, content, message) -> None:
 
 def test_serve_on_a_taken_port_is_one_line(tmp_path, cache) -> None:
     path = tmp_path / "cache.json"
-    path.write_bytes(store.dumps(cache))
+    path.write_bytes(files.dumps(cache))
     with running_emulator(cache) as emu:
         process = _serve("--cache", str(path), "--port", str(URL(emu.url).port))
         out, err = process.communicate(timeout=20)

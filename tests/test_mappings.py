@@ -18,19 +18,22 @@ import orjson
 import pytest
 from _mapping_fixtures import IMAGE, PINNED, comfy, node, sample_nodes, version, write_cache
 
-from registry_tools import clock, mapping_format, store, synth
-from registry_tools.cache_stream import LazyJSON, checksum, comfy_nodes, iter_nodes, scan
+from registry_tools import clock, files
 from registry_tools.cli import main
 from registry_tools.errors import UserError
-from registry_tools.mapping_format import normalize_repository
-from registry_tools.mappings import (
+from registry_tools.fetch import cache_file
+from registry_tools.mappings import document
+from registry_tools.mappings.build import (
     MappingsOptions,
     MappingsReport,
     build_mappings,
     index_path,
     journal_path,
 )
-from registry_tools.ranking import package_score
+from registry_tools.mappings.cache_stream import LazyJSON, checksum, comfy_nodes, iter_nodes, scan
+from registry_tools.mappings.document import normalize_repository
+from registry_tools.mappings.ranking import package_score
+from registry_tools.registry import synth
 
 
 @pytest.fixture(autouse=True)
@@ -222,7 +225,7 @@ def test_repository_urls_are_normalised() -> None:
 )
 def test_repository_shortcut_agrees_with_the_general_path(url: str, monkeypatch) -> None:
     fast = normalize_repository(url)
-    monkeypatch.setattr(mapping_format, "_GITHUB_PLAIN", re.compile(r"(?!)"))  # never matches
+    monkeypatch.setattr(document, "_GITHUB_PLAIN", re.compile(r"(?!)"))  # never matches
     assert fast == normalize_repository(url)
 
 
@@ -472,7 +475,7 @@ def test_a_cache_of_another_layout_takes_the_general_path(tmp_path: Path) -> Non
 
 def test_scan_recognises_unchanged_versions_by_their_digest(tmp_path: Path) -> None:
     path = tmp_path / "synth.json"
-    store.write_atomic(path, store.dumps(synth.generate(40, 3)))
+    files.write_atomic(path, files.dumps(synth.generate(40, 3)))
     data = path.read_bytes()
     walked = list(scan(data))
     previous = {t.id: (t.hi - t.lo, t.versions) for t in walked}
@@ -502,7 +505,7 @@ def test_checksum_catches_every_status_swap_and_short_change(tmp_path: Path) -> 
                 zeros = bytes(len(a))
                 assert zlib.crc32(a.encode()) ^ zlib.crc32(b.encode()) != zlib.crc32(zeros)
     path = tmp_path / "synth.json"
-    store.write_atomic(path, store.dumps(synth.generate(5, 2)))
+    files.write_atomic(path, files.dumps(synth.generate(5, 2)))
     data = bytearray(path.read_bytes())
     text = next(t for t in scan(bytes(data)) if t.hi - t.lo > 1000)
     rng = random.Random(5)
@@ -530,14 +533,14 @@ def test_non_canonical_cache_layout_gives_the_same_output(tmp_path: Path) -> Non
 
 def test_streamed_nodes_equal_the_whole_document(tmp_path: Path) -> None:
     path = tmp_path / "synth.json"
-    store.write_atomic(path, store.dumps(synth.generate(80, 7)))
+    files.write_atomic(path, files.dumps(synth.generate(80, 7)))
     streamed = list(iter_nodes(path))
     versions = [v for n in streamed for v in n.get("versions_list") or []]
     assert any(isinstance(v.get("comfy_nodes"), LazyJSON) for v in versions)  # the fast path
     for v in versions:
         if "comfy_nodes" in v:
             v["comfy_nodes"] = comfy_nodes(v)
-    assert streamed == store.load_cache(path)["nodes"]
+    assert streamed == cache_file.load_cache(path)["nodes"]
 
 
 # ---- bad input -----------------------------------------------------------------------------
@@ -614,9 +617,9 @@ def guard(event, args):
         raise RuntimeError("network access: " + event)
 sys.addaudithook(guard)
 from pathlib import Path
-from registry_tools.mappings import MappingsOptions, build_mappings
+from registry_tools.mappings.build import MappingsOptions, build_mappings
 build_mappings(MappingsOptions(cache=Path(sys.argv[1]), output=Path(sys.argv[2])))
-banned = [m for m in ("aiohttp", "socket", "ssl", "http.client", "registry_tools.client")
+banned = [m for m in ("aiohttp", "socket", "ssl", "http.client", "registry_tools.fetch.client")
           if m in sys.modules]
 assert not banned, banned
 from registry_tools.cli import main  # the CLI may import more, but must open no socket
@@ -635,7 +638,7 @@ def test_builder_is_offline(tmp_path: Path) -> None:
 # in the product), so the parent can SIGKILL it once the journal holds enough packages.
 SLOW = """
 import sys, time
-from registry_tools import feeding
+from registry_tools.mappings import feeding
 original = feeding.Hasher.version_keys
 def slow(self, *args):
     time.sleep(0.002)
@@ -649,7 +652,7 @@ sys.exit(main(sys.argv[1:]))
 FAST = """
 import sys
 from pathlib import Path
-from registry_tools.mappings import MappingsOptions, build_mappings
+from registry_tools.mappings.build import MappingsOptions, build_mappings
 args = dict(zip(sys.argv[2::2], sys.argv[3::2]))
 options = MappingsOptions(
     cache=Path(args["--cache"]), output=Path(args["--output"]), checkpoint_interval=3
@@ -659,8 +662,8 @@ print(build_mappings(options).summary(), file=sys.stderr)
 
 DIE_BEFORE_JOURNAL_REMOVAL = """
 import os, signal, sys
-from registry_tools import store
-store.Journal.close = lambda self, remove: os.kill(os.getpid(), signal.SIGKILL)
+from registry_tools.journal import Journal
+Journal.close = lambda self, remove: os.kill(os.getpid(), signal.SIGKILL)
 from registry_tools.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -17,11 +17,11 @@ from typing import Any
 import nbformat
 import pytest
 
-from registry_tools import notebook, plots, steps, widgets
-from registry_tools.cassettes import read_manifest
 from registry_tools.cli import main
 from registry_tools.errors import UserError
+from registry_tools.notebooks import parameters, plots, runner, steps, widgets
 from registry_tools.progress import NullReporter
+from registry_tools.replay.cassettes import read_manifest
 
 COMMON_PARAMETERS = {
     "concurrency",
@@ -66,7 +66,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 def test_parameters_cell_defaults_are_parsed_as_literals() -> None:
     source = "# comment\nconcurrency = 8\npages: int = 0\nurl = 'http://x'\nnothing = None\n"
-    assert notebook.parse_parameters(source, "nb") == {
+    assert parameters.parse_parameters(source, "nb") == {
         "concurrency": 8,
         "pages": 0,
         "url": "http://x",
@@ -85,7 +85,7 @@ def test_parameters_cell_defaults_are_parsed_as_literals() -> None:
 )
 def test_parameters_cell_refuses_code(source: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        notebook.parse_parameters(source, "nb")
+        parameters.parse_parameters(source, "nb")
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_parameters_cell_refuses_code(source: str, message: str) -> None:
 def test_cli_values_are_literals_or_strings_where_strings_are_expected(
     text: str, default: Any, expected: Any
 ) -> None:
-    assert notebook.parse_cli_value("p", text, default) == expected
+    assert parameters.parse_cli_value("p", text, default) == expected
 
 
 @pytest.mark.parametrize(
@@ -121,21 +121,21 @@ def test_cli_values_are_literals_or_strings_where_strings_are_expected(
 )
 def test_cli_values_of_the_wrong_type_are_refused(text: str, default: Any, message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        notebook.parse_cli_value("concurrency", text, default)
+        parameters.parse_cli_value("concurrency", text, default)
 
 
 def test_python_values_must_be_known_plain_literals_of_the_right_type() -> None:
     defaults = {"concurrency": 8, "rate": 0.5, "optional": None}
-    assert notebook.check_parameters({"rate": 1, "optional": (1, "a")}, defaults, "nb") == {
+    assert parameters.check_parameters({"rate": 1, "optional": (1, "a")}, defaults, "nb") == {
         "rate": 1.0,
         "optional": (1, "a"),
     }
     with pytest.raises(UserError, match="unknown parameter 'concurency'.*'concurrency'"):
-        notebook.check_parameters({"concurency": 1}, defaults, "notebook nb")
+        parameters.check_parameters({"concurency": 1}, defaults, "notebook nb")
     with pytest.raises(UserError, match="not a plain Python literal"):
-        notebook.check_parameters({"optional": object()}, defaults, "nb")
+        parameters.check_parameters({"optional": object()}, defaults, "nb")
     with pytest.raises(UserError, match="not a plain Python literal"):
-        notebook.check_parameters({"rate": math.nan}, defaults, "nb")
+        parameters.check_parameters({"rate": math.nan}, defaults, "nb")
 
 
 def test_injected_cell_follows_the_parameters_cell_and_replaces_an_old_one(
@@ -143,9 +143,9 @@ def test_injected_cell_follows_the_parameters_cell_and_replaces_an_old_one(
 ) -> None:
     path = make_notebook(tmp_path / "t.ipynb", PARAMS_SOURCE, "print(name)")
     nb = nbformat.read(path, as_version=4)
-    notebook.inject_parameters(nb, {"concurrency": 1}, "t")
+    parameters.inject_parameters(nb, {"concurrency": 1}, "t")
     sneaky = "x'); import os; ('"
-    notebook.inject_parameters(nb, {"name": sneaky, "optional": [1, None]}, "t")
+    parameters.inject_parameters(nb, {"name": sneaky, "optional": [1, None]}, "t")
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and nb.cells[1] is injected[0]
     namespace: dict[str, Any] = {}
@@ -192,21 +192,21 @@ def test_run_all_refuses_a_parameter_no_notebook_declares(tmp_path: Path) -> Non
 
 
 def test_committed_notebooks_carry_no_outputs() -> None:
-    assert notebook.strip_files([], write=False) == [], "run `registry-tools notebook strip`"
+    assert runner.strip_files([], write=False) == [], "run `registry-tools notebook strip`"
 
 
-@pytest.mark.parametrize("path", notebook.bundled_notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", runner.bundled_notebooks(), ids=lambda p: p.stem)
 def test_committed_notebooks_are_thin_and_declare_the_common_parameters(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
-    assert notebook.parameters_cell_index(nb, path.name) == 0
-    assert set(notebook.notebook_parameters(nb, path.name)) >= COMMON_PARAMETERS
+    assert parameters.parameters_cell_index(nb, path.name) == 0
+    assert set(parameters.notebook_parameters(nb, path.name)) >= COMMON_PARAMETERS
     code = [c for c in nb.cells[1:] if c.cell_type == "code"]
     assert all(len(c.source.splitlines()) <= 6 for c in code), "logic belongs in the library"
 
 
-@pytest.mark.parametrize("path", notebook.bundled_notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", runner.bundled_notebooks(), ids=lambda p: p.stem)
 def test_notebook_defaults_replay_the_bundled_cassettes(path: Path) -> None:
-    defaults = notebook.notebook_parameters(nbformat.read(path, as_version=4), path.name)
+    defaults = parameters.notebook_parameters(nbformat.read(path, as_version=4), path.name)
     recorded = read_manifest(steps.bundled_cassette_dir())["dataset"]["fetch"]
     assert defaults["record_mode"] == "none" and defaults["cassette_dir"] is None
     assert defaults["nodes_per_page"] == recorded["nodes_per_page"]
@@ -215,7 +215,7 @@ def test_notebook_defaults_replay_the_bundled_cassettes(path: Path) -> None:
 
 
 def test_bundled_notebooks_are_the_five_steps_in_order() -> None:
-    names = [p.stem for p in notebook.bundled_notebooks()]
+    names = [p.stem for p in runner.bundled_notebooks()]
     assert names == ["01_nodes", "02_versions", "03_metadata", "04_mappings", "05_resolve"]
 
 
@@ -277,8 +277,8 @@ def test_a_dying_kernel_is_reported_with_a_non_zero_exit(tmp_path: Path) -> None
 
 
 def _params(tmp_path: Path, **changes: Any) -> steps.Parameters:
-    nb = nbformat.read(notebook.notebook_dir() / "01_nodes.ipynb", as_version=4)
-    values = notebook.notebook_parameters(nb, "01_nodes")
+    nb = nbformat.read(runner.notebook_dir() / "01_nodes.ipynb", as_version=4)
+    values = parameters.notebook_parameters(nb, "01_nodes")
     return steps.Parameters(**{**values, "output_dir": str(tmp_path), **changes})
 
 
@@ -403,7 +403,7 @@ def test_run_all_chains_the_data_files(run_all) -> None:
     assert resolution["unresolved"] == [steps.MISSING_TYPE]
 
 
-@pytest.mark.parametrize("name", [p.stem for p in notebook.bundled_notebooks()])
+@pytest.mark.parametrize("name", [p.stem for p in runner.bundled_notebooks()])
 def test_executed_notebooks_show_a_summary_and_plots_without_errors(run_all, name: str) -> None:
     _, _, directory = run_all
     executed = nbformat.read(directory / f"{name}.ipynb", as_version=4)
@@ -422,7 +422,7 @@ def test_notebooks_run_unchanged_under_papermill(tmp_path: Path) -> None:
 
     out = tmp_path / "01_nodes.ipynb"
     papermill.execute_notebook(
-        str(notebook.notebook_dir() / "01_nodes.ipynb"),
+        str(runner.notebook_dir() / "01_nodes.ipynb"),
         str(out),
         parameters={"output_dir": str(tmp_path), "concurrency": 2},
         cwd=str(tmp_path),

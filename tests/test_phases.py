@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from registry_tools import clock, store, synth
-from registry_tools.emulator import Faults, running_emulator
-from registry_tools.phases import CacheOptions, run_cache
+from registry_tools import clock, files
+from registry_tools.fetch import cache_file
+from registry_tools.fetch.options import CacheOptions
+from registry_tools.fetch.run import run_cache
+from registry_tools.registry import synth
+from registry_tools.registry.emulator import Faults, running_emulator
 
 FAULTY = Faults(
     rate_429=0.05,
@@ -49,7 +52,7 @@ def test_fetching_from_an_emulator_reproduces_its_cache(registry, tmp_path):
     with running_emulator(registry) as emu:
         data, summary = fetch(emu.url, tmp_path / "c.json", nodes_per_page=40)
     assert summary.ok and summary.written
-    assert data == store.dumps(registry)
+    assert data == files.dumps(registry)
     assert summary.phase_stats["phase1-nodes"]["pages"] == {1: 40, 2: 40, 3: 40, 4: 30}
     assert not list(tmp_path.glob("*.journal")), "journal removed after a clean run"
 
@@ -61,7 +64,7 @@ def test_faults_give_the_same_cache_as_a_clean_run(registry, tmp_path):
     assert summary.ok, summary.failures
     assert faults > 0.15 * summary.requests
     assert summary.retries >= faults * 0.8  # drops can be retried inside aiohttp itself
-    assert data == store.dumps(registry)
+    assert data == files.dumps(registry)
 
 
 def test_concurrency_1_and_50_are_byte_identical(registry, tmp_path):
@@ -76,10 +79,10 @@ def test_progressive_enhancement_equals_one_full_run(registry, tmp_path):
     with running_emulator(registry) as emu:
         full, _ = fetch(emu.url, tmp_path / "full.json", max_versions=10)
         fetch(emu.url, out, versions=False, metadata=False)
-        staged = store.load_cache(out)
+        staged = cache_file.load_cache(out)
         assert all(not n["fully_cached"] and "versions_list" not in n for n in staged["nodes"])
         fetch(emu.url, out, input=out, nodes=False, metadata=False)
-        staged = store.load_cache(out)
+        staged = cache_file.load_cache(out)
         assert all(n["fully_cached"] for n in staged["nodes"])
         assert not any(v["metadata_cached"] for n in staged["nodes"] for v in n["versions_list"])
         data, _ = fetch(emu.url, out, input=out, nodes=False, versions=False, max_versions=10)
@@ -89,7 +92,7 @@ def test_progressive_enhancement_equals_one_full_run(registry, tmp_path):
 def test_max_versions_fetches_metadata_for_the_semver_newest_only(registry, tmp_path):
     with running_emulator(registry) as emu:
         fetch(emu.url, tmp_path / "c.json", max_versions=2)
-    for node in store.load_cache(tmp_path / "c.json")["nodes"]:
+    for node in cache_file.load_cache(tmp_path / "c.json")["nodes"]:
         flags = [v["metadata_cached"] for v in node.get("versions_list", [])]
         assert flags == [True] * min(2, len(flags)) + [False] * max(0, len(flags) - 2)
 
@@ -114,7 +117,9 @@ def test_incremental_refresh_revisits_only_changed_nodes(registry, tmp_path):
     new["version"] = "99.0.0"
     new["deprecated"] = False
     node["versions_list"].insert(0, new)
-    node["latest_version"] = {k: v for k, v in new.items() if k not in store.VERSION_LOCAL_KEYS}
+    node["latest_version"] = {
+        k: v for k, v in new.items() if k not in cache_file.VERSION_LOCAL_KEYS
+    }
     node["versions_list"][1]["deprecated"] = True  # deprecation flags refresh on revisit
     node["versions_cached_for"] = "99.0.0"
     with running_emulator(registry) as emu:
@@ -124,7 +129,7 @@ def test_incremental_refresh_revisits_only_changed_nodes(registry, tmp_path):
         kinds = dict(emu.counters.by_kind)
     assert kinds.get("versions") == 1
     assert kinds.get("comfy_nodes", 0) >= 1 and kinds.get("install", 0) == 0
-    assert data == store.dumps(store.build_cache(changed["nodes"]))
+    assert data == files.dumps(cache_file.build_cache(changed["nodes"]))
 
 
 def test_permanent_failures_are_reported_and_never_cached(registry, tmp_path):
@@ -142,7 +147,7 @@ def test_permanent_failures_are_reported_and_never_cached(registry, tmp_path):
     assert out.read_bytes() == listing, "a run that learned nothing leaves the output alone"
     with running_emulator(registry) as emu:
         data, summary = fetch(emu.url, out, input=out, nodes=False)
-    assert summary.ok and data == store.dumps(registry)
+    assert summary.ok and data == files.dumps(registry)
 
 
 def test_partial_failure_keeps_what_succeeded_and_marks_the_rest(registry, tmp_path):
@@ -151,7 +156,7 @@ def test_partial_failure_keeps_what_succeeded_and_marks_the_rest(registry, tmp_p
     with running_emulator(registry, flaky) as emu:
         _, summary = fetch(emu.url, out, max_attempts=1, nodes_per_page=150)
     assert not summary.ok and summary.written
-    cache = store.load_cache(out)
+    cache = cache_file.load_cache(out)
     failed_nodes = {f.split(": ")[1] for f in summary.failures if f.startswith("phase2")}
     for node in cache["nodes"]:
         assert node["fully_cached"] is (node["id"] not in failed_nodes)
@@ -159,7 +164,7 @@ def test_partial_failure_keeps_what_succeeded_and_marks_the_rest(registry, tmp_p
             assert "versions_list" not in node
     with running_emulator(registry) as emu:
         data, summary = fetch(emu.url, out, input=out)
-    assert summary.ok and data == store.dumps(registry)
+    assert summary.ok and data == files.dumps(registry)
 
 
 ODD_IDS = ["a/b", "..", "nœud-ü", "with space", "%2F"]
@@ -172,7 +177,7 @@ def test_odd_node_ids_are_url_quoted(tmp_path):
         node["id"] = odd
         for version in node.get("versions_list", []):
             version["node_id"] = odd
-    cache = store.build_cache(cache["nodes"])
+    cache = cache_file.build_cache(cache["nodes"])
     with running_emulator(cache) as emu:
         data, summary = fetch(emu.url, tmp_path / "c.json")
-    assert summary.ok and data == store.dumps(cache)
+    assert summary.ok and data == files.dumps(cache)

@@ -27,7 +27,8 @@ def test_nodes(request, registry_cassette):
 
 PHASES_TEST = """
 import hashlib
-from registry_tools.phases import CacheOptions, run_cache
+from registry_tools.fetch.options import CacheOptions
+from registry_tools.fetch.run import run_cache
 
 def test_phases(request, tmp_path, monkeypatch, registry_phase_cassettes):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # timestamps in the cache
@@ -113,7 +114,7 @@ def test_block_network_allows_only_loopback(pytester: pytest.Pytester) -> None:
         test_block="""
         import socket
         import pytest
-        from registry_tools.pytest_plugin import NetworkBlocked
+        from registry_tools.replay.network import NetworkBlocked
 
         def test_internet_is_blocked():
             with pytest.raises(NetworkBlocked):

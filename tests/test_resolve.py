@@ -20,8 +20,9 @@ from _mapping_fixtures import (
 
 from registry_tools import clock
 from registry_tools.cli import main
-from registry_tools.mappings import MappingsOptions, build_mappings
-from registry_tools.resolve import builtin_nodes, resolve_workflow
+from registry_tools.mappings.build import MappingsOptions, build_mappings
+from registry_tools.resolve.builtins import builtin_nodes
+from registry_tools.resolve.resolver import resolve_workflow
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from registry_tools.signatures import (
+from registry_tools.mappings.signatures import (
     BAD_SHAPE,
     MISSING,
     NOT_JSON,

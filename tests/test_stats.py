@@ -7,8 +7,8 @@ import pytest
 from _mapping_fixtures import PINNED, sample_nodes, write_cache
 
 from registry_tools import clock
-from registry_tools.mappings import MappingsOptions, build_mappings
-from registry_tools.stats import (
+from registry_tools.mappings.build import MappingsOptions, build_mappings
+from registry_tools.notebooks.stats import (
     MetadataShare,
     collisions,
     metadata_share,

@@ -11,8 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from registry_tools import clock, store, synth
+from registry_tools import clock, files
 from registry_tools.cli import main
+from registry_tools.fetch import cache_file
+from registry_tools.registry import synth
 from registry_tools.semver import version_key
 
 PINNED = "2026-01-02T03:04:05Z"
@@ -47,9 +49,9 @@ def _is_semver(version: str) -> bool:
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
-    first = store.dumps(synth.generate(40, 3))
-    assert store.dumps(synth.generate(40, 3)) == first
-    assert store.dumps(synth.generate(40, 4)) != first
+    first = files.dumps(synth.generate(40, 3))
+    assert files.dumps(synth.generate(40, 3)) == first
+    assert files.dumps(synth.generate(40, 4)) != first
 
 
 def test_rejects_no_nodes() -> None:
@@ -58,7 +60,7 @@ def test_rejects_no_nodes() -> None:
 
 
 def test_is_a_valid_cache_in_canonical_order(cache: dict[str, Any]) -> None:
-    assert store.cache_problem(cache) is None
+    assert cache_file.cache_problem(cache) is None
     ids = [node["id"] for node in cache["nodes"]]
     assert ids == sorted(ids) and len(set(ids)) == 300
     assert all(re.fullmatch(r"[a-z0-9_-]+", node_id) for node_id in ids)
@@ -233,13 +235,13 @@ def test_consecutive_versions_share_names_and_sometimes_change_inputs(
 def test_unicode_in_names_and_descriptions(cache: dict[str, Any]) -> None:
     assert any(not node["name"].isascii() for node in cache["nodes"])
     assert any(not node["description"].isascii() for node in cache["nodes"])
-    assert store.dumps(cache).decode("utf-8")  # raw UTF-8, round-trips
+    assert files.dumps(cache).decode("utf-8")  # raw UTF-8, round-trips
 
 
 def test_full_scale_is_fast_and_close_to_the_real_registry() -> None:
     start = time.perf_counter()
     cache = synth.generate(2913, 1)
-    data = store.dumps(cache)
+    data = files.dumps(cache)
     elapsed = time.perf_counter() - start
     assert elapsed < 15, f"took {elapsed:.1f} s"
     assert 13_500 <= cache["versions_processed"] <= 17_000
@@ -258,8 +260,8 @@ def test_cli_writes_the_same_cache(tmp_path, monkeypatch, capsys) -> None:
     clock.pin(None)
     output = tmp_path / "cache.json"
     assert main(["synth", "--nodes", "30", "--seed", "9", "--output", str(output)]) == 0
-    assert output.read_bytes() == store.dumps(synth.generate(30, 9))
-    assert store.load_cache(output)["node_count"] == 30
+    assert output.read_bytes() == files.dumps(synth.generate(30, 9))
+    assert cache_file.load_cache(output)["node_count"] == 30
     line = capsys.readouterr().err.strip()
     assert line.startswith(f"wrote {output}: 30 nodes, ") and "\n" not in line
 

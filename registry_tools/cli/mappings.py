@@ -1,0 +1,53 @@
+"""`registry-tools mappings`: build node_mappings.json offline from a cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from registry_tools.cli.args import (
+    add_log_level,
+    add_progress,
+    path,
+    positive_int,
+    versions_limit,
+)
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mappings", help="build node_mappings.json offline from a cache")
+    p.add_argument("--cache", type=path, required=True, help="registry cache to read")
+    p.add_argument(
+        "--input", type=path, help="earlier mappings: only what changed in the cache is processed"
+    )
+    p.add_argument(
+        "--output", type=path, default=Path("node_mappings.json"), help="mappings file to write"
+    )
+    p.add_argument(
+        "--max-versions", type=versions_limit, default=-1, help="newest N versions (-1 all)"
+    )
+    p.add_argument(
+        "--checkpoint-interval", type=positive_int, default=50, help="packages per checkpoint"
+    )
+    add_progress(p)
+    add_log_level(p)
+    p.set_defaults(run=_run_mappings)
+
+
+def _run_mappings(args: argparse.Namespace) -> int:
+    from registry_tools.mappings.build import MappingsOptions, build_mappings
+    from registry_tools.progress import default_reporter
+
+    options = MappingsOptions(
+        cache=args.cache,
+        output=args.output,
+        input=args.input,
+        max_versions=args.max_versions,
+        checkpoint_interval=args.checkpoint_interval,
+    )
+    report = build_mappings(options, default_reporter(args.progress))
+    print(report.summary(), file=sys.stderr)
+    for example in report.problem_examples[:5]:
+        print(f"  malformed: {example}", file=sys.stderr)
+    return 0

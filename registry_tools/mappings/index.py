@@ -1,0 +1,256 @@
+"""`OUTPUT.index`: what lets the incremental build (`incremental`) skip packages whose cache
+bytes did not change.
+
+Next to every output the builder writes `OUTPUT.index` (JSON): the output's size and CRC-32,
+`--max-versions`, where each key's entries and each package's record lie in the output, and
+per package the fingerprints of its cache node (`cache_stream.NodeText`) plus what ranking
+needs (popularity, newest release) and what it fed (keys, counts). With `--input`, when the
+index next to it describes exactly that file, a package whose node bytes are unchanged is
+not parsed at all: its record and entries are copied from the input as bytes. Only the keys
+of changed, new and removed packages, and multi-package keys whose order moved, are rebuilt.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import os
+import zlib
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from registry_tools.mappings.cache_stream import Buffer, NodeText, checksum, map_file
+from registry_tools.mappings.feeding import EXCLUDED_NODE_STATUSES
+from registry_tools.mappings.job import MappingsOptions
+from registry_tools.mappings.ranking import popularity
+
+# The builder's modules log under one name, the subpackage's (`registry_tools.mappings`).
+log = logging.getLogger(__package__)
+
+INDEX_SUFFIX = ".index"
+INDEX_FORMAT = 1  # bump when the index, or anything derived from a package, changes meaning
+
+
+def index_path(output: Path) -> Path:
+    """The index of a mappings file lives next to it."""
+    return Path(output).with_name(Path(output).name + INDEX_SUFFIX)
+
+
+MAPPINGS_AT = b'\n  "mappings": '
+PACKAGES_AT = b',\n  "packages": '
+KEY_LINE = b'\n    "'
+RECORD_CLOSE = b"\n    }"
+VERSIONS_LINE = b',\n      "versions": '
+INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+
+
+class Previous:
+    """The `--input` file's bytes and the index that describes them."""
+
+    def __init__(self, data: Buffer, index: dict[str, Any]) -> None:
+        self.data = data
+        self.view = memoryview(data)
+        self.index = index
+        self.packages: dict[str, dict[str, Any]] = index["packages"]
+        self.keys: list[str] = index["keys"]
+        self.starts: list[int] = index["starts"]
+        self.mappings_at = index["mappings_at"]
+        self.packages_at = index["packages_at"]
+        self._entries: dict[str, list[dict[str, Any]]] = {}
+
+    @classmethod
+    def load(cls, options: MappingsOptions) -> Previous | None:
+        """The index of `--input`, if there is one and it matches the file and the options."""
+        try:
+            index = orjson.loads(index_path(options.input).read_bytes())
+            data = map_file(options.input)
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if not (
+            isinstance(index, dict)
+            and index.get("format") == INDEX_FORMAT
+            and index.get("max_versions") == options.max_versions
+            and index.get("size") == len(data)
+            and index.get("crc32") == checksum(data)
+        ):
+            return None
+        return cls(data, index)
+
+    def versions(self, package: dict[str, Any]) -> memoryview:
+        """The `versions` object of a package's record, as the input has it."""
+        _, hi = package["record"]
+        return self.view[self.packages_at + package["body"] : self.packages_at + hi - 6]
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Where keys first..last-1 lie in the input (without the separating comma)."""
+        hi = self.starts[last] - 1 if last < len(self.keys) else self.index["end"]
+        return self.mappings_at + self.starts[first], self.mappings_at + hi
+
+    def entries(self, key: str) -> list[dict[str, Any]]:
+        """The input's entries of `key` ([] when it has none)."""
+        found = self._entries.get(key)
+        if found is None:
+            self.prefetch([key])
+            found = self._entries.get(key, [])
+        return found
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Parse the entries of these keys, all in one go."""
+        spans = []
+        for key in keys:
+            if key not in self._entries:
+                at = bisect.bisect_left(self.keys, key)
+                if at < len(self.keys) and self.keys[at] == key:
+                    lo, hi = self.span(at, at + 1)
+                    spans.append(self.view[lo:hi])
+        if spans:
+            self._entries.update(orjson.loads(b"".join((b"{", b",".join(spans), b"}"))))
+
+    def package_keys(self, package_id: str) -> list[str]:
+        return orjson.loads(self.packages[package_id]["keys"])
+
+    def known(self, package_id: str) -> dict[str, list[str]]:
+        """version -> sorted node keys, for a package's versions that fed the input."""
+        known: dict[str, list[str]] = {}
+        keys = self.package_keys(package_id)
+        self.prefetch(keys)
+        for key in keys:
+            for entry in self.entries(key):
+                if entry["package_id"] == package_id:
+                    for version in entry["versions"]:
+                        known.setdefault(version, []).append(key)
+        for keys in known.values():
+            keys.sort()
+        return known
+
+
+def excluded(node: dict[str, Any]) -> bool:
+    return node.get("status") in EXCLUDED_NODE_STATUSES
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def package_facts(
+    text: NodeText,
+    node: dict[str, Any],
+    record: dict[str, Any],
+    versions: dict[str, list[str]],
+    newest: datetime | None,
+) -> dict[str, Any]:
+    """A package's entry in the index (where its record lies is added once it is written).
+    Its keys are kept as a JSON string, parsed only when the package changes."""
+    keys = sorted({key for keys in versions.values() for key in keys})
+    return {
+        "head": text.head,
+        "versions": text.versions,
+        "length": text.hi - text.lo,
+        "excluded": excluded(node),
+        "popularity": popularity(record),
+        "newest": None if newest is None else newest.isoformat(),
+        "fed": len(versions),
+        "nodes": sum(len(keys) for keys in versions.values()),
+        "keys": orjson.dumps(keys).decode(),
+    }
+
+
+def full_index(
+    options: MappingsOptions,
+    output: bytes,
+    document: dict[str, Any],
+    fed: dict[str, dict[str, list[str]]],
+    texts: dict[str, NodeText],
+    newest: dict[str, datetime | None],
+) -> dict[str, Any] | None:
+    """The index of an output built by the general path, found by scanning it; None when part
+    of the cache was not in the two-space layout (no fingerprints)."""
+    packages = document["packages"]
+    if any(
+        package_id not in texts or texts[package_id].id != package_id for package_id in packages
+    ):
+        return None
+    facts = {}
+    for package_id, record in packages.items():
+        node = {"status": record["status"]}
+        facts[package_id] = package_facts(
+            texts[package_id], node, record, fed[package_id], newest[package_id]
+        )
+    mappings = document["mappings"]
+    keys = sorted(mappings)
+    find = output.find
+    mappings_at = find(MAPPINGS_AT) + len(MAPPINGS_AT)
+    starts = []
+    cursor = mappings_at
+    for _ in keys:
+        cursor = find(KEY_LINE, cursor + 1)
+        starts.append(cursor - mappings_at)
+    end = find(b"\n  }", cursor) - mappings_at if keys else 1
+    packages_at = mappings_at + end + len(b"\n  }") + len(PACKAGES_AT) if keys else -1
+    if not keys:
+        packages_at = find(PACKAGES_AT, mappings_at) + len(PACKAGES_AT)
+    cursor = packages_at
+    for package_id in sorted(facts):
+        line = find(KEY_LINE, cursor)
+        lo = line + len(KEY_LINE) - 1 + len(orjson.dumps(package_id)) + 2
+        hi = find(RECORD_CLOSE, lo) + len(RECORD_CLOSE)
+        body = find(VERSIONS_LINE, lo, hi) + len(VERSIONS_LINE)
+        facts[package_id].update(
+            line=line - packages_at, record=[lo - packages_at, hi - packages_at]
+        )
+        facts[package_id]["body"] = body - packages_at
+        cursor = hi
+    multi = {key for key, entries in mappings.items() if len(entries) > 1}
+    spans = {"keys": keys, "starts": starts, "end": end}
+    spans.update(mappings_at=mappings_at, packages_at=packages_at)
+    return index_document(options, [output], document["stats"], spans, multi, facts)
+
+
+def index_document(
+    options: MappingsOptions,
+    output: list[Any],
+    stats: dict[str, int],
+    spans: dict[str, Any],
+    multi: set[str],
+    facts: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "format": INDEX_FORMAT,
+        "size": sum(len(piece) for piece in output),
+        "crc32": _checksum(output),
+        "max_versions": options.max_versions,
+        "stats": stats,
+        **spans,
+        "multi": sorted(multi),
+        "packages": facts,
+    }
+
+
+def _checksum(pieces: list[Any]) -> str:
+    """`checksum` of the concatenation of `pieces`."""
+    crc = 0
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    return f"{crc:08x}"
+
+
+def write_index(path: Path, index: dict[str, Any] | None) -> None:
+    """Replace the index (no fsync: one lost or torn in a crash no longer matches its output,
+    and is ignored); remove a stale one when there is none."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if index is None:
+            path.unlink(missing_ok=True)
+            return
+        tmp.write_bytes(orjson.dumps(index))
+        os.replace(tmp, path)
+    except OSError as exc:  # the output is written; only later incremental runs are slower
+        log.warning("could not write %s: %s", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)  # an older index no longer matches the output
