@@ -2,13 +2,16 @@
 
 Every file this project writes goes through `dumps` (sorted keys, two-space indent, UTF-8) and
 `write_atomic` (temp file + fsync + `os.replace`), so outputs are byte-reproducible and a
-reader never sees a torn file.
+reader never sees a torn file. `check_output` and `check_input` refuse, before any work, the
+paths that would end in a traceback or a clobbered file (docs/errors.md lists them).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,22 +30,129 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
-def check_writable(path: Path, what: str = "--output") -> None:
-    """Fail early, before any work, if `path` cannot be written."""
-    parent = path.resolve().parent
-    if not parent.is_dir():
-        raise UserError(f"{what} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path}: directory {parent} is not writable")
-    if path.is_dir():
+STDIO = "-"  # where a command writes (or reads) one document, `-` is standard output (input)
+
+
+def is_stdio(path: Path | str | None) -> bool:
+    """Whether `path` is `-`: standard output for an output, standard input for an input."""
+    return path is not None and str(path) == STDIO
+
+
+def check_output(
+    path: Path,
+    what: str = "--output",
+    *,
+    inputs: Iterable[Path | None] = (),
+    protected: Iterable[Path | None] = (),
+    companions: Iterable[Path] = (),
+) -> None:
+    """Fail early, before any work, if `path` cannot or must not be replaced.
+
+    Refused: an existing path that is not a regular file (a directory, a device such as
+    `/dev/null`, a pipe: `write_atomic` would replace it), a parent that is missing, not a
+    directory or not writable, a name the file system cannot hold, the same file as one of
+    `inputs`, a path inside one of the `protected` directories (a cassette set, the bundled
+    notebooks), and `companions` (the output's journal) that exist and are not regular files.
+    """
+    path = Path(path)
+    _check_name(path, what)
+    try:
+        parent = path.absolute().parent
+        if not parent.exists():
+            raise UserError(f"{what} {path}: directory {parent} does not exist")
+        if not parent.is_dir():
+            raise UserError(f"{what} {path}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"{what} {path}: directory {parent} is not writable")
+        _check_regular(path, what)
+        for companion in companions:
+            _check_regular(Path(companion), what, f" ({Path(companion).name} beside it)")
+        for source in inputs:
+            if source is not None and _same_file(path, Path(source)):
+                raise UserError(f"{what} {path}: is the input {source}; choose another output")
+        for directory in protected:
+            if directory is not None and _inside(path, Path(directory)):
+                raise UserError(f"{what} {path}: is inside {directory}, which it would damage")
+    except OSError as exc:  # a path the system refuses to look at (a loop, a permission)
+        raise UserError(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def check_input(path: Path, what: str = "--input") -> Path:
+    """`path` if it is a readable regular file; otherwise a one-line UserError. A device or
+    pipe (`/dev/zero`) could be read until memory runs out, so it is refused."""
+    path = Path(path)
+    _check_name(path, what)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise UserError(f"{what} {path}: is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{what} {path}: not a regular file (a device, pipe or socket)")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{what} {path}: not readable")
+    return path
+
+
+def _check_name(path: Path, what: str) -> None:
+    """Every component must fit the file system's limit (ENAMETOOLONG otherwise)."""
+    limit = _name_max(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise UserError(f"{what} {path}: file name too long (the limit is {limit} bytes)")
+
+
+def _name_max(path: Path) -> int:
+    for candidate in (path.absolute().parent, *path.absolute().parents):
+        try:
+            return os.pathconf(candidate, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
+def _check_regular(path: Path, what: str, note: str = "") -> None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{what} {path}{note}: is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(
+            f"{what} {path}{note}: exists and is not a regular file (a device, pipe or "
+            "socket); refusing to replace it"
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.absolute() == b.absolute()
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(directory.resolve())
+    except OSError:
+        return False
 
 
 def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Replace `path` with `data` (bytes, or pieces written in order, never joined in
-    memory) in one step; an interrupted write leaves the old file."""
+    memory) in one step; an interrupted or failed write (a full disk) leaves the old file
+    and no temporary file, and is reported as a one-line UserError."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.absolute().parent
+        )
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as handle:
@@ -53,10 +163,25 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def write_output(path: Path | str, data: bytes | Iterable[bytes]) -> None:
+    """`write_atomic`, or standard output when `path` is `-`."""
+    if not is_stdio(path):
+        write_atomic(Path(path), data)
+        return
+    out = sys.stdout.buffer
+    if isinstance(data, bytes | bytearray | memoryview):
+        out.write(data)
+    else:
+        out.writelines(data)
+    out.flush()
 
 
 def _mode_for(path: Path) -> int:
@@ -72,13 +197,9 @@ def read_json(path: Path, what: str) -> Any:
     """Load a JSON file, turning every way it can be unusable into a one-line UserError."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{what} {path}: is a directory") from None
+        data = sys.stdin.buffer.read() if is_stdio(path) else check_input(path, what).read_bytes()
     except OSError as exc:
-        raise UserError(f"{what} {path}: cannot read ({exc.strerror})") from None
+        raise UserError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:

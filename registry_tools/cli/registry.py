@@ -29,7 +29,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     from registry_tools import files
     from registry_tools.registry import synth
 
-    files.check_writable(args.output)
+    files.check_output(args.output)
     cache = synth.generate(args.nodes, args.seed)
     files.write_atomic(args.output, files.dumps(cache))
     print(f"wrote {args.output}: {synth.summary(cache)}", file=sys.stderr)

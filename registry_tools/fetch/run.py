@@ -56,7 +56,7 @@ async def run_cache_async(
 ) -> RunSummary:
     """The asynchronous body of `run_cache` (options already validated)."""
     started = time.monotonic()
-    files.check_writable(options.output)
+    files.check_output(options.output)
     nodes, input_digest = _load_input(options.input)
     build = Build(options, nodes, reporter or default_reporter(options.progress))
     build.open_journal(input_digest)

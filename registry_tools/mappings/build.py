@@ -48,7 +48,7 @@ Known = dict[tuple[str, str], list[str]]  # (package id, version) -> sorted node
 
 def build_mappings(options: MappingsOptions, reporter: Reporter | None = None) -> MappingsReport:
     """Build the mappings file described by `options`; resumes an interrupted identical job."""
-    files.check_writable(options.output)
+    files.check_output(options.output)
     if not Path(options.cache).is_file():
         cache_file.load_cache(options.cache, "--cache")  # the usual one-line error
     if Path(options.output).resolve() == Path(options.cache).resolve():

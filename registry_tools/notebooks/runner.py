@@ -212,7 +212,7 @@ def execute_notebook(
     the failure is then raised as one `NotebookFailed` line naming notebook and cell.
     """
     source, output = Path(source), Path(output).resolve()
-    files.check_writable(output, "--output")
+    files.check_output(output, "--output")
     nb = read_notebook(source)
     defaults = notebook_parameters(nb, source.name)
     params = check_parameters(params or {}, defaults, f"notebook {source.name}")

@@ -432,7 +432,7 @@ def _prepare_directory(directory: Path, mode: RecordMode) -> dict[str, Any]:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--cassette-dir {directory}: cannot create ({exc.strerror})") from None
-    files.check_writable(directory / MANIFEST, "--cassette-dir")
+    files.check_output(directory / MANIFEST, "--cassette-dir")
     if (directory / MANIFEST).exists():
         return read_manifest(directory)
     return {"format": MANIFEST_FORMAT}
