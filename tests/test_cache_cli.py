@@ -16,6 +16,7 @@ from registry_tools import clock, files
 from registry_tools.cli import main
 from registry_tools.registry import synth
 from registry_tools.registry.emulator import Faults, running_emulator
+from registry_tools.replay.cassettes import bundled_cassettes
 
 EPOCH = 1767323045  # 2026-01-02T03:04:05Z
 
@@ -217,7 +218,7 @@ def test_sigkill_during_in_place_refresh_leaves_the_input_intact(registry, tmp_p
 
 # ---- replaying cassettes from the command line -------------------------------------------------
 
-SAMPLE = Path(__file__).resolve().parent.parent / "cassettes" / "sample"
+SAMPLE = bundled_cassettes("sample")
 SAMPLE_CACHE = (
     Path(__file__).parent
     / "__snapshots__"

@@ -24,11 +24,16 @@ from registry_tools.fetch.options import PHASES
 from registry_tools.fetch.run import run_cache
 from registry_tools.mappings.build import MappingsOptions, build_mappings
 from registry_tools.replay import cassettes
-from registry_tools.replay.cassettes import MissingInteraction, phase_cassettes, use_cassette
+from registry_tools.replay.cassettes import (
+    MissingInteraction,
+    bundled_cassettes,
+    phase_cassettes,
+    use_cassette,
+)
 from registry_tools.replay.network import blocked_network
 from registry_tools.replay.recording import record_dataset, replay_options
 
-SAMPLE = Path(__file__).resolve().parent.parent / "cassettes" / "sample"
+SAMPLE = bundled_cassettes("sample")
 TOKEN = "tok-" + "s3cr3t" * 4
 REPLAY_BASE = "http://replay.invalid:9"
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from registry_tools.errors import UserError
 
-if TYPE_CHECKING:  # nbformat is imported where used: `steps` (in every kernel) imports REPO_ROOT
+if TYPE_CHECKING:  # nbformat is imported where used: `steps` (in every kernel) imports this package
     import nbformat
 
 

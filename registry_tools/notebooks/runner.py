@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from registry_tools import files
 from registry_tools.errors import UserError
 
-if TYPE_CHECKING:  # nbformat is imported where used: `steps` (in every kernel) imports REPO_ROOT
+if TYPE_CHECKING:  # nbformat is imported where used: `steps` (in every kernel) imports this package
     import nbformat
 from registry_tools.notebooks.parameters import (
     check_parameters,
@@ -37,7 +37,7 @@ from registry_tools.notebooks.parameters import (
 KERNEL_NAME = "python3"
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_OUTPUT_DIR = Path("notebook-output")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED_NOTEBOOKS = Path(__file__).resolve().parent / "bundled"
 
 
 class NotebookFailed(UserError):
@@ -87,8 +87,9 @@ class RunAllResult:
 
 
 def notebook_dir() -> Path:
-    """The bundled notebooks: `notebooks/` of the checkout this package is imported from."""
-    return REPO_ROOT / "notebooks"
+    """The bundled notebooks, shipped inside the package (`notebooks/` of a checkout links
+    there)."""
+    return BUNDLED_NOTEBOOKS
 
 
 def bundled_notebooks() -> list[Path]:
@@ -96,8 +97,8 @@ def bundled_notebooks() -> list[Path]:
     found = sorted(notebook_dir().glob("[0-9][0-9]_*.ipynb"))
     if not found:
         raise UserError(
-            f"no notebooks in {notebook_dir()}: they live in the source checkout, "
-            "so install it editable (pip install -e .)"
+            f"no notebooks in {notebook_dir()}: this installation of registry-tools is "
+            "incomplete; reinstall it"
         )
     return found
 

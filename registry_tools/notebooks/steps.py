@@ -38,9 +38,8 @@ from registry_tools.mappings.build import PHASE as PHASE_MAPPINGS
 from registry_tools.mappings.build import MappingsOptions, build_mappings
 from registry_tools.mappings.load import load_mappings
 from registry_tools.notebooks import plots, stats
-from registry_tools.notebooks.runner import REPO_ROOT
 from registry_tools.progress import Reporter
-from registry_tools.replay.cassettes import phase_cassettes
+from registry_tools.replay.cassettes import bundled_cassettes, phase_cassettes
 from registry_tools.replay.recording import REPLAY_BACKOFF, check_replayable
 from registry_tools.resolve.builtins import builtin_nodes
 from registry_tools.resolve.resolver import Resolution, resolve_workflow
@@ -50,8 +49,8 @@ MISSING_TYPE = "NotInTheRegistry"  # the demo workflow's deliberately unresolvab
 
 
 def bundled_cassette_dir() -> Path:
-    """`cassettes/sample` of this checkout, wherever the kernel's working directory is."""
-    return REPO_ROOT / "cassettes" / "sample"
+    """The bundled `sample` cassettes, wherever the kernel's working directory is."""
+    return bundled_cassettes("sample")
 
 
 @dataclass(frozen=True)

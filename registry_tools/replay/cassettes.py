@@ -47,6 +47,7 @@ from registry_tools.errors import UserError
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 MANIFEST = "manifest.json"
+BUNDLED = Path(__file__).resolve().parent / "bundled"
 FORMAT = "registry-tools-cassette/1"
 MANIFEST_FORMAT = "registry-tools-cassettes/1"
 SERIALIZER = "registry-json"
@@ -378,6 +379,12 @@ def _check_dataset(cassette: Cassette, dataset: Mapping[str, Any]) -> None:
 def _describe(dataset: Mapping[str, Any]) -> str:
     fingerprint = dataset.get("fingerprint")
     return repr(dataset.get("name")) + (f" ({fingerprint})" if fingerprint else "")
+
+
+def bundled_cassettes(name: str) -> Path:
+    """A cassette set shipped inside the package (`cassettes/<name>` of a checkout links
+    there)."""
+    return BUNDLED / name
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
