@@ -33,6 +33,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--concurrency", type=positive_int, default=10, help="requests in flight")
     p.add_argument(
+        "--max-rate",
+        type=positive_float,
+        help="most requests per second; the rate adapts below it on 429s (default: 15 for "
+        "the public registry, no ceiling for other hosts)",
+    )
+    p.add_argument(
         "--checkpoint-interval", type=positive_int, default=20, help="nodes per checkpoint"
     )
     p.add_argument("--pages", type=positive_int, help="fetch at most this many pages (default all)")
@@ -59,22 +65,19 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def _run_cache(args: argparse.Namespace) -> int:
     from registry_tools.fetch.client import TOKEN_ENV, default_base_url
-    from registry_tools.fetch.options import CacheOptions
-    from registry_tools.fetch.run import run_cache
+    from registry_tools.fetch.run import check_paths, run_cache
 
     args.base_url = args.base_url or default_base_url()
     args.token = args.token or os.environ.get(TOKEN_ENV)
+    if args.cassette_dir:
+        check_paths(_options(args), protected=[args.cassette_dir])
     context = _cache_cassettes(args) if args.cassette_dir else None
-    defaults = {"nodes_per_page": 100, "max_versions": -1, "backoff": CacheOptions.backoff}
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    options = CacheOptions(**{f.name: getattr(args, f.name) for f in fields(CacheOptions)})
+    options = _options(args)
     if context is not None and args.record_mode == "none":
         from registry_tools.replay.recording import check_replayable
 
         check_replayable(args.cassette_dir, options)
-    summary = run_cache(options, phase_context=context)
+    summary = run_cache(options, phase_context=context, protected=[args.cassette_dir])
     print(summary.text(), file=sys.stderr)
     for failure in summary.failures[:20]:
         print(f"  failed: {failure}", file=sys.stderr)
@@ -86,6 +89,18 @@ def _run_cache(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {len(summary.failures)} items failed{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _options(args: argparse.Namespace):
+    """The CacheOptions of the flags (checked: a bad combination is one line, exit 2)."""
+    from registry_tools.fetch.options import CacheOptions
+
+    defaults = {"nodes_per_page": 100, "max_versions": -1, "backoff": CacheOptions.backoff}
+    values = {f.name: getattr(args, f.name, None) for f in fields(CacheOptions)}
+    for name, value in defaults.items():
+        if values[name] is None:
+            values[name] = value
+    return CacheOptions(**values)
 
 
 def _cache_cassettes(args: argparse.Namespace):
