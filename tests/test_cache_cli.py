@@ -255,3 +255,69 @@ def test_cli_refuses_a_replay_that_cannot_match(tmp_path, capsys, args, message)
     code, err = run_cli(capsys, "cache", "--cassette-dir", str(SAMPLE), "--output", str(out), *args)
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not out.exists()
+
+
+# ---- safe resume (issue 10 item 8) ------------------------------------------------------------
+
+
+def _journal_header(path: Path) -> dict:
+    import orjson
+
+    return orjson.loads(path.read_bytes().split(b"\n")[0])
+
+
+def test_a_journal_of_another_registry_is_set_aside_and_never_replayed(
+    pinned, registry, tmp_path, capsys, caplog
+):
+    out = tmp_path / "c.json"
+    journal = Path(f"{out}.journal")
+    with running_emulator(registry) as emu:
+        code, _ = run_cli(capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata")
+        assert code == 0
+        clean = out.read_bytes()
+        out.unlink()
+        # the journal a killed run against another registry left: same options, other URL
+        other = {**_journal_header_for(emu.url), "base_url": "http://elsewhere.invalid"}
+        poisoned = {"k": "page", "round": 1, "page": 1, "items": [{"id": "ghost"}], "total": 1,
+                    "size": 100, "total_pages": 1}  # fmt: skip
+        journal.write_bytes(files.dumps(other).replace(b"\n", b"") + b"\n"
+                            + files.dumps(poisoned).replace(b"\n", b"") + b"\n")  # fmt: skip
+        caplog.set_level("WARNING")
+        code, err = run_cli(capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata")
+    assert code == 0, err
+    assert out.read_bytes() == clean, "nothing of the foreign journal was replayed"
+    aside = Path(f"{out}.journal.set-aside")
+    assert aside.is_file() and b"ghost" in aside.read_bytes()
+    assert "belongs to another job" in caplog.text and "http://elsewhere.invalid" in caplog.text
+    assert not journal.exists()
+
+
+def _journal_header_for(url: str) -> dict:
+    """The header a default `cache --no-metadata` run against `url` writes."""
+    return {
+        "format": 2, "job": "cache", "base_url": url, "input": None,
+        "options": [True, True, False, 100, -1, None],
+    }  # fmt: skip
+
+
+def test_temporary_files_of_an_interrupted_final_write_are_cleaned(
+    pinned, registry, tmp_path, capsys
+):
+    out = tmp_path / "c.json"
+    stale = tmp_path / ".c.json.ab12cd_9.tmp"  # what a kill during write_atomic leaves
+    stale.write_bytes(b"half a cache")
+    unrelated = tmp_path / ".other.json.ab12cd_9.tmp"
+    unrelated.write_bytes(b"not ours")
+    with running_emulator(registry) as emu:
+        code, err = run_cli(capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata")
+    assert code == 0, err
+    assert not stale.exists() and unrelated.exists()
+
+
+def test_the_journal_header_ties_it_to_the_registry_and_the_input(pinned, registry, tmp_path):
+    out = tmp_path / "c.json"
+    with running_emulator(registry, Faults(latency_ms=3)) as emu:
+        command = _cache_command(emu.url, out, "--no-metadata")
+        _kill_after(command, Path(f"{out}.journal"), 3)
+        header = _journal_header(Path(f"{out}.journal"))
+    assert header["base_url"] == emu.url and header["input"] is None and header["job"] == "cache"

@@ -117,19 +117,31 @@ async def run_cache_async(
                     with enter(phase):
                         await body(client, build)
             summary = build.finish(client)
-    except JournalKept:
-        build.journal.close(remove=False)
-        raise
-    except UserError:
-        # Bad input found late (a cassette that cannot answer, say): exit 2 promises that
-        # nothing was done, so this run's journal goes; a resumed one stays as it was.
-        build.journal.close(remove=not build.resumed)
-        raise
-    except BaseException:
-        build.journal.close(remove=False)
+    except BaseException as exc:
+        error = _user_error(exc)
+        if isinstance(error, JournalKept):  # a full disk: the journal holds the work done
+            build.journal.close(remove=False)
+            raise error from None
+        if error is not None:
+            # Bad input found late (a cassette that cannot answer, say): exit 2 promises that
+            # nothing was done, so this run's journal goes; a resumed one stays as it was.
+            build.journal.close(remove=not build.resumed)
+            raise error from None
+        build.journal.close(remove=False)  # a crash or Ctrl-C: resumable
         raise
     summary.elapsed = round(time.monotonic() - started, 3)
     return summary
+
+
+def _user_error(exc: BaseException) -> UserError | None:
+    """The UserError that ended the run, also when a task group wrapped it."""
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _user_error(inner)) is not None:
+                return found
+    return None
 
 
 def _load_input(path: Path | None) -> tuple[dict[str, Node], str | None]:

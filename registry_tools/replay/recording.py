@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,23 @@ REPLAY_BACKOFF = 0.01
 
 
 def recorded_fetch(directory: Path) -> dict[str, Any]:
-    """The fetch options a cassette set was recorded with (empty if the manifest has none)."""
-    return dict(read_manifest(directory)["dataset"].get("fetch", {}))
+    """The fetch options a cassette set was recorded with (empty if the manifest has none),
+    checked: a hand-edited manifest (`"max_versions": "5"`) is a one-line error here, not a
+    TypeError later."""
+    fetch = read_manifest(directory)["dataset"].get("fetch", {})
+    where = f"cassette manifest {Path(directory) / 'manifest.json'}: dataset.fetch"
+    if not isinstance(fetch, dict):
+        raise UserError(f"{where} is not an object")
+    known = {f.name: f for f in fields(Fetch)}
+    for name, value in fetch.items():
+        if name not in known:
+            raise UserError(f"{where}.{name}: not a fetch option ({', '.join(sorted(known))})")
+        low = -1 if name == "max_versions" else 1
+        if value is None and name == "pages":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or value == 0:
+            raise UserError(f"{where}.{name} is {value!r}, expected an integer of at least {low}")
+    return dict(fetch)
 
 
 def replay_defaults(directory: Path) -> dict[str, Any]:
