@@ -1,30 +1,38 @@
 """Phase 2: every version of every known node, with its status, and the download URLs of the
 usable ones.
 
-Every run looks at every node: a version can be deprecated, banned or deleted without a new
-release, and a refresh must see it. Two ways to read them, the cheaper one chosen from the
-first `/versions` page: the bulk scan (`version_scan`, about one request per 100 versions of
-the whole registry) or one `/nodes/{id}/versions` per node (cheaper for a few nodes of a large
-registry, e.g. with `--pages`). Nodes the scan cannot vouch for get their own listing too.
-Versions listed without a download URL get it from the bulk version read (`download_urls`),
-never from `/install`.
+Every run looks at every version it knows: a version can be deprecated, banned or deleted
+without a new release, and a refresh must see it. Three ways to read versions, each where it
+is cheapest:
 
-The records (scan pages, node listings, URL batches) are journaled as they land and assembled
-once at the end of the phase, by one pure function of them: the same records give the same
-cache, whatever order they arrived in or whether they were replayed.
+- a node's own listing (`/nodes/{id}/versions`) for a node never fetched, with a new release
+  (`latest_version` changed), or whose versions the other reads cannot vouch for;
+- the bulk read (`bulk_versions`, hundreds of known versions per request, no paging) for
+  every version already known: status, deprecation, extraction state, download URL;
+- the bulk scan of `/versions` (`version_scan`) when most nodes need their own listing (a first
+  mirror): about one request per 100 versions of the whole registry, plus rounds over ties.
+
+The cheaper mix is chosen from the first `/versions` page. Versions listed without a download
+URL get it from the bulk read, never from `/install`. All records (scan pages, node listings,
+bulk answers) are journaled as they land and assembled once at the end of the phase by one
+pure function of them: the same records give the same cache, whatever order they arrived in
+or whether they were replayed.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from registry_tools import clock
-from registry_tools.fetch import cache_file, download_urls, version_scan
+from registry_tools.fetch import bulk_versions, cache_file, version_scan
 from registry_tools.fetch.build import Build, fan_out
 from registry_tools.fetch.client import FetchError, RegistryClient, api_path
 from registry_tools.fetch.options import PHASE_VERSIONS, Node
 
-SMALL = 20  # at most this many nodes: list them one by one, no scan
+SMALL = 20  # at most this many nodes to list: list them, no scan
+SCAN_ROUNDS = 4  # what a scan costs, in passes over its pages (ties need several)
+_UNREAD = object()
 
 
 def latest_version(node: Node) -> str:
@@ -33,52 +41,80 @@ def latest_version(node: Node) -> str:
     return latest.get("version") or "" if isinstance(latest, dict) else ""
 
 
+def needs_listing(node: Node) -> bool:
+    """Never fetched, last fetch failed or was refused, or a new release since."""
+    return (
+        not node.get("fully_cached")
+        or bool(node.get("versions_unavailable"))
+        or node.get("versions_cached_for") != latest_version(node)
+    )
+
+
 async def run(client: RegistryClient, build: Build) -> None:
     nodes = build.nodes
     build.reporter.start(PHASE_VERSIONS, 0)
+    alone = {node_id for node_id, node in nodes.items() if needs_listing(node)}
+    known = [
+        (node_id, v["version"])
+        for node_id in sorted(set(nodes) - alone)
+        for v in nodes[node_id].get("versions_list", [])
+    ]
     scan = version_scan.new_scan(build)
-    scanned = False
-    worth_probing = len(nodes) > SMALL
-    if worth_probing and await version_scan.first_page(client, build, scan):
-        scanned = scan.page_count() < len(nodes)
-        if scanned:
-            await version_scan.complete_scan(client, build, scan)
-    grouped = version_scan.by_node(scan) if scanned else {}
-    one_by_one = version_scan.suspects(nodes, scan, grouped) if scanned else sorted(nodes)
-    await _node_listings(client, build, one_by_one)
+    scanned = await _scan_is_cheaper(client, build, scan, len(alone), len(known))
+    if scanned:
+        await version_scan.complete_scan(client, build, scan)
+        grouped = version_scan.by_node(scan)
+        alone = set(version_scan.suspects(nodes, scan, grouped))
+    else:
+        grouped = None
+        await bulk_versions.read_versions(client, build, known)
+        read = bulk_versions.known(build)
+        alone |= {n for (n, _v), result in read.items() if result == "error"}
+    await _node_listings(client, build, sorted(alone))
     listings = {r["id"]: r for r in build.replayed["versions"]}
-    fresh = _fresh_versions(nodes, grouped if scanned else None, listings, set(one_by_one))
-    wanted = [
+    fresh = _fresh_versions(nodes, grouped, listings, alone, bulk_versions.known(build))
+    lacking = [
         (node_id, v["version"])
         for node_id, versions in sorted(fresh.items())
         for v in versions
-        if cache_file.is_usable(v) and not _known_url(nodes.get(node_id, {}), v)
+        if cache_file.is_usable(v) and not cache_file.download_url(v)
     ]
-    await download_urls.fetch_urls(client, build, wanted)
-    _assemble(nodes, fresh, listings, download_urls.known_urls(build), clock.iso())
-    _check_count(build, scan, scanned, fresh)
+    await bulk_versions.read_versions(client, build, lacking)
+    _assemble(nodes, fresh, listings, bulk_versions.known(build), clock.iso())
+    if scanned:
+        _check_count(build, scan, fresh)
     build.reporter.finish(PHASE_VERSIONS)
     build.phase_stats[PHASE_VERSIONS] = {
         "scan_pages": len(scan.pages) if scanned else 0,
         "scan_complete": scan.complete() if scanned else None,
-        "nodes_fetched": len(one_by_one),
-        "urls_asked": len(wanted),
+        "nodes_listed": len(alone),
+        "versions_read": len(bulk_versions.known(build)),
     }
+
+
+async def _scan_is_cheaper(
+    client: RegistryClient, build: Build, scan: Any, alone: int, known: int
+) -> bool:
+    """Whether the `/versions` scan costs less than listing `alone` nodes and bulk-reading
+    `known` versions; its first page (one request) tells its size."""
+    if alone <= SMALL or not await version_scan.first_page(client, build, scan):
+        return False
+    reads = alone + math.ceil(known / bulk_versions.FIRST_BATCH)
+    return scan.page_count() * SCAN_ROUNDS < reads
 
 
 async def _node_listings(client: RegistryClient, build: Build, node_ids: list[str]) -> None:
     done = {r["id"] for r in build.replayed["versions"]}
-    todo = [node_id for node_id in node_ids if node_id not in done]
 
-    def apply(_nodes: dict[str, Node], record: dict[str, Any]) -> None:
+    def keep(_nodes: dict[str, Node], record: dict[str, Any]) -> None:
         build.replayed["versions"].append(record)
 
     await fan_out(
         build,
         PHASE_VERSIONS,
-        todo,
+        [node_id for node_id in node_ids if node_id not in done],
         lambda node_id: _fetch_versions(client, node_id, latest_version(build.nodes[node_id])),
-        apply,
+        keep,
         lambda node_id: node_id,
         lambda _node_id: build.unit_done(),
     )
@@ -108,17 +144,32 @@ def _fresh_versions(
     nodes: dict[str, Node],
     grouped: dict[str, list] | None,
     listings: dict[str, dict[str, Any]],
-    listed_alone: set[str],
+    alone: set[str],
+    read: dict[tuple[str, str], Any],
 ) -> dict[str, list[dict[str, Any]]]:
     """Each node's versions as the server sent them this run: its own listing, else the
-    scan's (`grouped`, None when there was no scan). Absent: nodes this run learnt nothing
-    about, and nodes whose own listing was needed but failed (they keep what they had)."""
+    scan's (`grouped`, None without a scan), else its known versions as the bulk read
+    answered (a version the registry no longer has is gone; one the read did not answer is
+    kept as it was). Absent: nodes whose own listing was needed but failed, and nodes whose
+    bulk read failed entirely (they keep what they had)."""
     fresh = {}
     for node_id in sorted(nodes):
         if node_id in listings:
             fresh[node_id] = _unique_versions(listings[node_id]["versions"])
-        elif grouped is not None and node_id not in listed_alone:
+        elif node_id in alone:
+            continue
+        elif grouped is not None:
             fresh[node_id] = _unique_versions(grouped.get(node_id, []))
+        else:
+            old = nodes[node_id].get("versions_list", [])
+            if old and not any((node_id, v["version"]) in read for v in old):
+                continue
+            kept = []
+            for version in old:
+                result = read.get((node_id, version["version"]), version)
+                if isinstance(result, dict):
+                    kept.append(result)
+            fresh[node_id] = _unique_versions(kept)
     return fresh
 
 
@@ -128,30 +179,23 @@ def _unique_versions(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for raw in listing:
         version = {k: v for k, v in raw.items() if k not in cache_file.VERSION_LOCAL_KEYS}
         url = version.pop("downloadUrl", None)
-        version["download_url"] = (
-            url if isinstance(url, str) and url else version.get("download_url")
-        )
+        if isinstance(url, str) and url:
+            version["download_url"] = url
+        else:
+            version.setdefault("download_url", None)
         seen.setdefault(version["version"], version)
     return list(seen.values())
-
-
-def _known_url(node: Node, version: dict[str, Any]) -> bool:
-    """Whether the listing or the cache already has this version's download URL."""
-    if cache_file.download_url(version):
-        return True
-    old = {v["version"]: v for v in node.get("versions_list", [])}.get(version["version"], {})
-    return bool(cache_file.download_url(old))
 
 
 def _assemble(
     nodes: dict[str, Node],
     fresh: dict[str, list[dict[str, Any]]],
     listings: dict[str, dict[str, Any]],
-    urls: dict[tuple[str, str], str],
+    read: dict[tuple[str, str], Any],
     now: str,
 ) -> None:
     """Replace each fetched node's versions; keep what earlier runs learnt about versions that
-    remain (metadata, download URL)."""
+    remain (metadata, pending state, download URL)."""
     for node_id, versions in fresh.items():
         node = nodes[node_id]
         old = {v["version"]: v for v in node.get("versions_list", [])}
@@ -160,8 +204,11 @@ def _assemble(
             entry = dict(version)
             previous = old.get(entry["version"], {})
             if not cache_file.download_url(entry):
-                learnt = urls.get((node_id, entry["version"]))
-                entry["download_url"] = learnt or cache_file.download_url(previous) or learnt
+                answer = read.get((node_id, entry["version"]), _UNREAD)
+                url = cache_file.download_url(answer) if isinstance(answer, dict) else ""
+                learnt = url or cache_file.download_url(previous)
+                # '' once the registry said it has none; None while nobody asked
+                entry["download_url"] = learnt or (None if answer is _UNREAD else "")
             for key in cache_file.VERSION_LOCAL_KEYS:
                 if key in previous:
                     entry[key] = previous[key]
@@ -179,11 +226,11 @@ def _assemble(
             node.pop("versions_unavailable", None)
 
 
-def _check_count(build: Build, scan: Any, scanned: bool, fresh: dict[str, list]) -> None:
+def _check_count(build: Build, scan: Any, fresh: dict[str, list]) -> None:
     """A scan still short of `total` after the rounds and the node listings is reported: some
     versions may be missing (nothing was deleted for it: cached versions the scan lacked were
     checked one node at a time)."""
-    if not scanned or scan.complete():
+    if scan.complete():
         return
     ids = {version_scan.version_id(v) for versions in fresh.values() for v in versions}
     ids |= set(scan.unique())
