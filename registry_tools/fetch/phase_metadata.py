@@ -41,13 +41,19 @@ def extract_state(version: dict[str, Any]) -> str | None:
 
 
 def metadata_todo(nodes: dict[str, Node], max_versions: int) -> list[tuple[str, str]]:
-    """(node id, version) pairs to request; marks pending-by-status versions on the way, and
-    clears `metadata_pending` from versions no longer chosen."""
+    """(node id, version) pairs to request. On the way, versions whose status says their
+    extraction is pending are marked so, and versions no longer chosen (deprecated, banned,
+    out of the window) lose their metadata: the cache holds metadata for exactly the chosen
+    versions, as a fresh run would."""
     todo = []
     for node_id in sorted(nodes):
         chosen = {v["version"] for v in chosen_versions(nodes[node_id], max_versions)}
         for version in nodes[node_id].get("versions_list", []):
-            if version["version"] not in chosen or version.get("metadata_cached"):
+            if version["version"] not in chosen:
+                version.pop("metadata_pending", None)
+                version.pop("comfy_nodes", None)
+                version["metadata_cached"] = False
+            elif version.get("metadata_cached"):
                 version.pop("metadata_pending", None)
             elif extract_state(version):
                 version["metadata_pending"] = extract_state(version)

@@ -32,7 +32,6 @@ from registry_tools.fetch.options import PHASE_VERSIONS, Node
 
 SMALL = 20  # at most this many nodes to list: list them, no scan
 SCAN_ROUNDS = 4  # what a scan costs, in passes over its pages (ties need several)
-_UNREAD = object()
 
 
 def latest_version(node: Node) -> str:
@@ -77,7 +76,7 @@ async def run(client: RegistryClient, build: Build) -> None:
         (node_id, v["version"])
         for node_id, versions in sorted(fresh.items())
         for v in versions
-        if cache_file.is_usable(v) and not cache_file.download_url(v)
+        if cache_file.is_usable(v) and not _known_url(nodes[node_id], v)
     ]
     await bulk_versions.read_versions(client, build, lacking)
     _assemble(nodes, fresh, listings, bulk_versions.known(build), clock.iso())
@@ -178,13 +177,21 @@ def _unique_versions(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     for raw in listing:
         version = {k: v for k, v in raw.items() if k not in cache_file.VERSION_LOCAL_KEYS}
-        url = version.pop("downloadUrl", None)
-        if isinstance(url, str) and url:
-            version["download_url"] = url
-        else:
+        if "downloadUrl" in version:  # the server's word, kept ('' included)
+            url = version.pop("downloadUrl")
+            version["download_url"] = url if isinstance(url, str) else None
+        else:  # left out of the listing: unknown until asked
             version.setdefault("download_url", None)
         seen.setdefault(version["version"], version)
     return list(seen.values())
+
+
+def _known_url(node: Node, version: dict[str, Any]) -> bool:
+    """Whether this run's answer or the cache already has the version's download URL."""
+    if cache_file.download_url(version):
+        return True
+    old = {v["version"]: v for v in node.get("versions_list", [])}.get(version["version"], {})
+    return bool(cache_file.download_url(old))
 
 
 def _assemble(
@@ -204,11 +211,11 @@ def _assemble(
             entry = dict(version)
             previous = old.get(entry["version"], {})
             if not cache_file.download_url(entry):
-                answer = read.get((node_id, entry["version"]), _UNREAD)
-                url = cache_file.download_url(answer) if isinstance(answer, dict) else ""
-                learnt = url or cache_file.download_url(previous)
-                # '' once the registry said it has none; None while nobody asked
-                entry["download_url"] = learnt or (None if answer is _UNREAD else "")
+                answer = read.get((node_id, entry["version"]))
+                if isinstance(answer, dict):  # the bulk read's word ('' if it has none)
+                    entry["download_url"] = cache_file.download_url(answer)
+                elif cache_file.download_url(previous):
+                    entry["download_url"] = cache_file.download_url(previous)
             for key in cache_file.VERSION_LOCAL_KEYS:
                 if key in previous:
                     entry[key] = previous[key]

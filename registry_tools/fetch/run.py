@@ -74,10 +74,9 @@ def check_paths(options: CacheOptions, protected: Iterable[Path | None] = ()) ->
             "it); write it to a file and read that"
         )
     journal = journal_path(options.output)
-    files.check_output(
+    files.check_output(  # `--input` may be the output: a refresh in place is read first
         options.output,
         "--output",
-        inputs=[options.input],
         protected=list(protected),
         companions=[journal, set_aside_path(options.output)],
     )
