@@ -150,11 +150,19 @@ def _first_version(cache: dict) -> dict:
         (lambda c: _first_version(c).update(comfy_nodes=5), "'comfy_nodes' is a JSON number"),
         (lambda c: _first_version(c).update(comfy_nodes=[1]), "'comfy_nodes' holds a JSON number"),
         (lambda c: _first_version(c).update(deprecated="false"), "'deprecated' is a JSON string"),
-        (lambda c: _first_version(c).update(metadata_cached=1), "'metadata_cached' is a JSON number"),
-        (lambda c: _first_version(c).update(metadata_pending="soon"), "'metadata_pending' is 'soon'"),
+        (
+            lambda c: _first_version(c).update(metadata_cached=1),
+            "'metadata_cached' is a JSON number",
+        ),
+        (
+            lambda c: _first_version(c).update(metadata_pending="soon"),
+            "'metadata_pending' is 'soon'",
+        ),
         (lambda c: c["nodes"].append(dict(c["nodes"][0])), "appears twice"),
         (
-            lambda c: c["nodes"][0]["versions_list"].append(dict(c["nodes"][0]["versions_list"][0])),
+            lambda c: c["nodes"][0]["versions_list"].append(
+                dict(c["nodes"][0]["versions_list"][0])
+            ),
             "appears twice",
         ),
         (lambda c: c["nodes"][0].update(fully_cached="yes"), "'fully_cached' is a JSON string"),

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _cache_oracle import expected
 from aiohttp import web
 
 from registry_tools import clock, files
@@ -17,8 +18,6 @@ from registry_tools.cli import main
 from registry_tools.registry import synth
 from registry_tools.registry.emulator import Faults, running_emulator
 from registry_tools.replay.cassettes import bundled_cassettes
-
-from _cache_oracle import expected
 
 EPOCH = 1767323045  # 2026-01-02T03:04:05Z
 
@@ -276,7 +275,9 @@ def test_a_journal_of_another_registry_is_set_aside_and_never_replayed(
     out = tmp_path / "c.json"
     journal = Path(f"{out}.journal")
     with running_emulator(registry) as emu:
-        code, _ = run_cli(capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata")
+        code, _ = run_cli(
+            capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata"
+        )
         assert code == 0
         clean = out.read_bytes()
         out.unlink()
@@ -287,7 +288,9 @@ def test_a_journal_of_another_registry_is_set_aside_and_never_replayed(
         journal.write_bytes(files.dumps(other).replace(b"\n", b"") + b"\n"
                             + files.dumps(poisoned).replace(b"\n", b"") + b"\n")  # fmt: skip
         caplog.set_level("WARNING")
-        code, err = run_cli(capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata")
+        code, err = run_cli(
+            capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata"
+        )
     assert code == 0, err
     assert out.read_bytes() == clean, "nothing of the foreign journal was replayed"
     aside = Path(f"{out}.journal.set-aside")
@@ -313,7 +316,9 @@ def test_temporary_files_of_an_interrupted_final_write_are_cleaned(
     unrelated = tmp_path / ".other.json.ab12cd_9.tmp"
     unrelated.write_bytes(b"not ours")
     with running_emulator(registry) as emu:
-        code, err = run_cli(capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata")
+        code, err = run_cli(
+            capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata"
+        )
     assert code == 0, err
     assert not stale.exists() and unrelated.exists()
 

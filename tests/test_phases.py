@@ -8,14 +8,14 @@ import copy
 from pathlib import Path
 
 import pytest
+from _cache_oracle import expected
 
-from registry_tools import clock, files
+from registry_tools import clock
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.options import CacheOptions
 from registry_tools.fetch.run import run_cache
 from registry_tools.registry import synth
 from registry_tools.registry.emulator import Faults, running_emulator
-from _cache_oracle import expected
 
 FAULTY = Faults(
     rate_429=0.05,
@@ -83,7 +83,9 @@ def test_versions_listed_without_a_url_get_it_from_the_bulk_read_never_from_inst
         omitted = emu.emulator.omits_download
     assert summary.ok
     assert kinds.get("install", 0) == 0 and kinds.get("bulk", 0) >= 1
-    served = {n["id"]: {v["version"]: v for v in n.get("versions_list", [])} for n in registry["nodes"]}
+    served = {
+        n["id"]: {v["version"]: v for v in n.get("versions_list", [])} for n in registry["nodes"]
+    }
     cache = cache_file.load_cache(tmp_path / "c.json")
     checked = 0
     for node in cache["nodes"]:
@@ -152,13 +154,27 @@ def test_rerun_on_unchanged_registry_is_a_handful_of_requests(registry, tmp_path
     assert summary.requests == sum(kinds.values())
 
 
+def _live_node(changed: dict, but: str = "") -> dict:
+    """A listed, active node with at least two versions (other than `but`)."""
+    return next(
+        n
+        for n in changed["nodes"]
+        if n["id"] != but
+        and len(n.get("versions_list", [])) >= 2
+        and n.get("status") == "NodeStatusActive"
+    )
+
+
 def _new_release(changed: dict) -> tuple[str, dict]:
-    node = next(n for n in changed["nodes"] if len(n.get("versions_list", [])) >= 2
-                and n.get("status") == "NodeStatusActive")  # fmt: skip
+    node = _live_node(changed)
     new = copy.deepcopy(node["versions_list"][0])
-    new.update(version="99.0.0", deprecated=False, id="new-release-id", createdAt="2030-01-01T00:00:00Z")
+    new.update(
+        version="99.0.0", deprecated=False, id="new-release-id", createdAt="2030-01-01T00:00:00Z"
+    )
     node["versions_list"].insert(0, new)
-    node["latest_version"] = {k: v for k, v in new.items() if k not in cache_file.VERSION_LOCAL_KEYS}
+    node["latest_version"] = {
+        k: v for k, v in new.items() if k not in cache_file.VERSION_LOCAL_KEYS
+    }
     node["versions_cached_for"] = "99.0.0"
     return node["id"], node
 
@@ -168,8 +184,7 @@ def test_incremental_refresh_sees_new_releases_and_status_changes(registry, tmp_
     changed = copy.deepcopy(registry)
     released, node = _new_release(changed)
     node["versions_list"][1]["deprecated"] = True  # deprecated, no release needed to see it
-    other = next(n for n in changed["nodes"] if n["id"] != released and len(n.get("versions_list", [])) >= 2
-                 and n.get("status") == "NodeStatusActive")  # fmt: skip
+    other = _live_node(changed, but=released)
     other["versions_list"][-1]["status"] = "NodeVersionStatusBanned"  # without a release
     with running_emulator(registry, **EXACT) as emu:
         fetch(emu.url, out)
