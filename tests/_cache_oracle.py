@@ -8,13 +8,14 @@ from collections.abc import Callable
 
 from registry_tools import files
 from registry_tools.fetch import cache_file
+from registry_tools.fetch.options import DEFAULT_MAX_VERSIONS
 
 ACTIVE = "NodeVersionStatusActive"
 
 
 def expected(
     registry: dict,
-    max_versions: int = -1,
+    max_versions: int = DEFAULT_MAX_VERSIONS,
     omitted: Callable[[str, str], bool] | None = None,
 ) -> bytes:
     """The registry's cache with comfy-nodes metadata for each node's newest `max_versions`

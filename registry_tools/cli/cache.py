@@ -27,9 +27,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-nodes", dest="nodes", action="store_false", help="skip phase 1")
     p.add_argument("--no-versions", dest="versions", action="store_false", help="skip phase 2")
     p.add_argument("--no-metadata", dest="metadata", action="store_false", help="skip phase 3")
-    p.add_argument("--nodes-per-page", type=positive_int, help="phase 1 page size (default 100)")
+    p.add_argument("--nodes-per-page", type=positive_int, help="phase 1 page size (default 500)")
     p.add_argument(
-        "--max-versions", type=versions_limit, help="newest N versions (default -1: all)"
+        "--max-versions",
+        type=versions_limit,
+        help="metadata of each node's newest N installable versions (default 5; -1: all)",
     )
     p.add_argument("--concurrency", type=positive_int, default=10, help="requests in flight")
     p.add_argument(
@@ -95,7 +97,11 @@ def _options(args: argparse.Namespace):
     """The CacheOptions of the flags (checked: a bad combination is one line, exit 2)."""
     from registry_tools.fetch.options import CacheOptions
 
-    defaults = {"nodes_per_page": 100, "max_versions": -1, "backoff": CacheOptions.backoff}
+    defaults = {
+        "nodes_per_page": CacheOptions.nodes_per_page,
+        "max_versions": CacheOptions.max_versions,
+        "backoff": CacheOptions.backoff,
+    }
     values = {f.name: getattr(args, f.name, None) for f in fields(CacheOptions)}
     for name, value in defaults.items():
         if values[name] is None:

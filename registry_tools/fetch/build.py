@@ -26,7 +26,7 @@ from registry_tools.progress import Reporter, report_status
 log = logging.getLogger(__name__)
 
 JOURNAL_FORMAT = 2
-RECORD_KINDS = ("page", "since", "vpage", "versions", "bulk", "meta")
+RECORD_KINDS = ("page", "vpage", "versions", "bulk", "meta")
 
 
 class JournalKept(UserError):

@@ -1,23 +1,24 @@
 """Reading known versions in bulk: their current status, deprecation, extraction state and
 download URL, with no side effect on the registry.
 
-`POST /bulk/nodes/versions` answers up to `batch` (node id, version) pairs per request, in no
+`POST /bulk/nodes/versions` answers many (node id, version) pairs per request, in no
 particular order and with no paging, so unlike the listings it cannot skip anything. It serves
 two needs: the download URL of versions listed without one (`GET /nodes/{id}/install` would
 answer too, but it counts a download and fires an analytics event on the real registry, so it
 is never called), and a refresh's re-read of every version it already knows, which is how a
 status change without a new release is seen.
 
-Its batch limit is undocumented: batches start at `FIRST_BATCH`; one the server refuses as too
-large (400, 413) is split in two and later batches stay at that size; pairs an answer leaves out
-are asked again. A server without the endpoint (404, 405) gets one
-`GET /nodes/{id}/versions/{version}` per version.
+Its batch limit is undocumented: the first batch has `FIRST_BATCH` pairs and, answered whole,
+the others up to `MAX_BATCH`; a batch the server refuses as too large (400, 413) is split in
+two and later batches stay at that size; pairs an answer leaves out are asked again, once. A
+server without the endpoint (404, 405) gets one `GET /nodes/{id}/versions/{version}` per
+version.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from registry_tools.fetch.build import Build
@@ -25,6 +26,7 @@ from registry_tools.fetch.client import FetchError, RegistryClient, api_path
 from registry_tools.fetch.options import PHASE_VERSIONS
 
 FIRST_BATCH = 500
+MAX_BATCH = 4000
 BULK_PATH = "/bulk/nodes/versions"
 Pair = tuple[str, str]  # (node id, version)
 # What a read settled for a pair: the NodeVersion, None when the registry has no such
@@ -38,43 +40,63 @@ class _Batches:
 
     size: int = FIRST_BATCH
     single: bool = False
-    rounds: list[int] = field(default_factory=list)
+    refused: bool = False  # a batch was too large: never grow again
 
 
 async def read_versions(client: RegistryClient, build: Build, pairs: list[Pair]) -> None:
     """Read `pairs` (sorted first, so the batches are the same at any concurrency); each
-    answered batch is journaled as one `bulk` record (`known` reads them all back)."""
-    done = set(known(build))
-    todo = [pair for pair in sorted(set(pairs)) if pair not in done]
+    answered batch is journaled as one `bulk` record (`known` reads them all back). The
+    first batch alone tries the server: once it is answered whole, batches grow to
+    `MAX_BATCH`. Pairs an answer leaves out are asked once more, then failed."""
     state = _Batches()
+    already = set(known(build))
+    todo = [pair for pair in sorted(set(pairs)) if pair not in already]
+    probing, again = True, False
     while todo:
-        batches = [todo[i : i + state.size] for i in range(0, len(todo), state.size)]
-        build.reporter.grow(PHASE_VERSIONS, len(batches))
-        left: list[Pair] = []
+        now = todo[: state.size] if probing else todo
+        settled, failed = await _batches(client, build, now, state)
+        if probing and not state.refused and len(settled) == len(now):
+            state.size = MAX_BATCH
+        left = [pair for pair in now if pair not in settled and pair not in failed]
+        if left and again:
+            build.fail(f"{PHASE_VERSIONS}: versions {_names(left)}", "left out of every answer")
+            left = []
+        again = again or (bool(left) and not probing)
+        todo = todo[len(now) :] + left
+        probing = False
 
-        async def one(batch: list[Pair], left: list[Pair] = left) -> None:
-            try:
-                settled = await _read(client, batch, state)
-            except FetchError as error:
-                build.fail(f"{PHASE_VERSIONS}: versions {_names(batch)}", error)
-            else:
-                if settled:
-                    record = {"k": "bulk", "versions": [[n, v, r] for (n, v), r in settled.items()]}
-                    build.record(record)
-                    build.replayed["bulk"].append(record)
-                left.extend(pair for pair in batch if pair not in settled)
-            finally:
-                build.reporter.advance(PHASE_VERSIONS)
-                build.status(PHASE_VERSIONS)
-                build.unit_done()
 
-        async with asyncio.TaskGroup() as group:
-            for batch in batches:
-                group.create_task(one(batch))
-        if len(left) == len(todo):
-            build.fail(f"{PHASE_VERSIONS}: versions {_names(left)}", "the registry did not answer")
-            return
-        todo = sorted(left)
+async def _batches(
+    client: RegistryClient, build: Build, pairs: list[Pair], state: _Batches
+) -> tuple[set[Pair], set[Pair]]:
+    """Read `pairs` in concurrent batches of `state.size`: the pairs settled, and the pairs
+    of batches that failed (recorded as failures)."""
+    batches = [pairs[i : i + state.size] for i in range(0, len(pairs), state.size)]
+    build.reporter.grow(PHASE_VERSIONS, len(batches))
+    settled_pairs: set[Pair] = set()
+    failed_pairs: set[Pair] = set()
+
+    async def one(batch: list[Pair]) -> None:
+        try:
+            settled = await _read(client, batch, state)
+        except FetchError as error:
+            build.fail(f"{PHASE_VERSIONS}: versions {_names(batch)}", error)
+            failed_pairs.update(batch)
+        else:
+            if settled:
+                record = {"k": "bulk", "versions": [[n, v, r] for (n, v), r in settled.items()]}
+                build.record(record)
+                build.replayed["bulk"].append(record)
+            settled_pairs.update(settled)
+        finally:
+            build.reporter.advance(PHASE_VERSIONS)
+            build.status(PHASE_VERSIONS)
+            build.unit_done()
+
+    async with asyncio.TaskGroup() as group:
+        for batch in batches:
+            group.create_task(one(batch))
+    return settled_pairs, failed_pairs
 
 
 def known(build: Build) -> dict[Pair, Settled]:
@@ -87,6 +109,7 @@ async def _read(client: RegistryClient, batch: list[Pair], state: _Batches) -> d
         body = {"node_versions": [{"node_id": n, "version": v} for n, v in batch]}
         answer = await client.post(BULK_PATH, body, accept=(400, 404, 405, 413))
         if answer.status in (400, 413) and len(batch) > 1:
+            state.refused = True
             state.size = min(state.size, max(1, len(batch) // 2))
             half = len(batch) // 2
             first, second = await asyncio.gather(

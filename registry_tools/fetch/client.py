@@ -286,9 +286,11 @@ class RegistryClient:
     def _rate_limited(self, response: aiohttp.ClientResponse, sent_at: float) -> _Retry:
         self.stats.rate_limited += 1
         self.stats.event("429")
+        # Every 429 tells the pacer a limit exists (or, after a pause, every queued request
+        # would go out at once and meet the next one); a Retry-After also stops everyone.
+        self.pacer.answered(sent_at, rate_limited=True)
         wait = self._retry_after.seconds(response.headers.get("Retry-After"))
         if wait is None:
-            self.pacer.answered(sent_at, rate_limited=True)
             return _Retry("429 Too Many Requests")
         self.pacer.pause(wait)
         return _Retry("429 Too Many Requests", wait)

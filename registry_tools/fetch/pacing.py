@@ -106,7 +106,7 @@ class Pacer:
             return now
 
     def answered(self, sent_at: float, rate_limited: bool) -> None:
-        """An answer to a request sent at `sent_at`; `rate_limited` for a bare 429."""
+        """An answer to a request sent at `sent_at`; `rate_limited` for a 429."""
         now = time.monotonic()
         self._trim(now)
         if not rate_limited:

@@ -74,15 +74,34 @@ async def fetch_page(client: RegistryClient, listing: Listing, page: int, size: 
         raise FetchError(
             client.url(listing.path, params), f"not a {listing.items_key} page ({problem})"
         )
+    items = data[listing.items_key]
     answered = data.get(listing.size_param, data.get("limit"))
     if not _is_count(answered) or not 1 <= answered <= size:
         answered = size
-    if len(data[listing.items_key]) > answered:  # a server that ignores the size asked for
-        answered = len(data[listing.items_key])
+    if len(items) > answered:  # a server that ignores the size asked for
+        answered = len(items)
+    if page == 1 and items and len(items) < min(answered, data["total"]):
+        answered = len(items)  # a server that caps the size without saying so
     pages = data.get("totalPages")
     return Page(
         data[listing.items_key], data["total"], answered, pages if _is_count(pages) else None
     )
+
+
+MIN_PAGE_SIZE = 10
+
+
+async def fetch_first_page(client: RegistryClient, listing: Listing, size: int) -> tuple[Page, int]:
+    """Page 1 at the largest size the server accepts, starting from `size`: a 400 (a limit
+    above the server's maximum, which the registry does not document) halves it, down to
+    `MIN_PAGE_SIZE`. The page and the size to use for the other pages."""
+    while True:
+        try:
+            return await fetch_page(client, listing, 1, size), size
+        except FetchError as error:
+            if not error.reason.startswith("HTTP 400") or size <= MIN_PAGE_SIZE:
+                raise
+            size = max(MIN_PAGE_SIZE, size // 2)
 
 
 def _page_problem(data: Any, listing: Listing) -> str | None:

@@ -20,7 +20,8 @@ from registry_tools.fetch.build import Build, fan_out
 from registry_tools.fetch.client import Answer, FetchError, RegistryClient, api_path
 from registry_tools.fetch.options import PHASE_METADATA, Node
 
-PAGE_SIZE = 100  # comfy nodes per page: one request for nearly every version
+PAGE_SIZE = 500  # comfy nodes asked per page: one request for every version but a handful
+MIN_PAGE_SIZE = 10
 MAX_PAGES = 1000
 
 
@@ -76,11 +77,12 @@ async def run(client: RegistryClient, build: Build) -> None:
         if not remaining[item[0]]:
             build.unit_done()
 
+    size = _PageSize(PAGE_SIZE)
     await fan_out(
         build,
         PHASE_METADATA,
         todo,
-        lambda item: _fetch_metadata(client, build.nodes, *item),
+        lambda item: _fetch_metadata(client, build.nodes, size, *item),
         _apply_metadata,
         lambda item: f"{item[0]} {item[1]}",
         finished,
@@ -89,24 +91,38 @@ async def run(client: RegistryClient, build: Build) -> None:
     build.phase_stats[PHASE_METADATA] = {"versions_fetched": len(todo)}
 
 
+class _PageSize:
+    """The largest comfy-nodes page the server accepts (undocumented): a 400 halves it for
+    every later request."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
 async def _fetch_metadata(
-    client: RegistryClient, nodes: dict[str, Node], node_id: str, version: str
+    client: RegistryClient, nodes: dict[str, Node], size: _PageSize, node_id: str, version: str
 ) -> dict[str, Any]:
     path = api_path("nodes", node_id, "versions", version, "comfy-nodes")
     record: dict[str, Any] = {"k": "meta", "id": node_id, "v": version}
-    first = await client.get(path, {"page": 1, "limit": PAGE_SIZE}, accept=(404,))
-    if first.status == 404:
-        raise FetchError(client.url(path, {"page": 1, "limit": PAGE_SIZE}), "version not found")
-    items, pages = _metadata_page(client, path, 1, first)
+    while True:
+        limit = size.size
+        first = await client.get(path, {"page": 1, "limit": limit}, accept=(400, 404))
+        if first.status != 400 or limit <= MIN_PAGE_SIZE:
+            break
+        size.size = min(size.size, max(MIN_PAGE_SIZE, limit // 2))
+    if first.status in (400, 404):
+        reason = "version not found" if first.status == 404 else "HTTP 400"
+        raise FetchError(client.url(path, {"page": 1, "limit": limit}), reason)
+    items, pages = _metadata_page(client, path, 1, limit, first)
     if items is None:
         entry = _version(nodes, node_id, version)
         record["pending"] = extract_state(entry) or "pending"
         return record
     rest = await asyncio.gather(
-        *(client.get(path, {"page": p, "limit": PAGE_SIZE}) for p in range(2, pages + 1))
+        *(client.get(path, {"page": p, "limit": limit}) for p in range(2, pages + 1))
     )
     for page, answer in enumerate(rest, start=2):
-        more, _pages = _metadata_page(client, path, page, answer)
+        more, _pages = _metadata_page(client, path, page, limit, answer)
         if more is None:  # extraction changed under us: ask again next run
             record["pending"] = "pending"
             return record
@@ -116,12 +132,12 @@ async def _fetch_metadata(
 
 
 def _metadata_page(
-    client: RegistryClient, path: str, page: int, answer: Answer
+    client: RegistryClient, path: str, page: int, limit: int, answer: Answer
 ) -> tuple[list[dict[str, Any]] | None, int]:
     """The comfy nodes on one page (None: extraction pending) and the page count (new and
     old servers' field names); FetchError for an answer of another shape."""
     data = answer.data
-    url = client.url(path, {"page": page, "limit": PAGE_SIZE})
+    url = client.url(path, {"page": page, "limit": limit})
     if not isinstance(data, dict) or "comfy_nodes" not in data:
         raise FetchError(url, f"not a comfy-nodes page ({_shape(data)})")
     items = data["comfy_nodes"]

@@ -12,24 +12,23 @@ A listing that never reaches `total` is a failure (exit 1) and deletes nothing: 
 listing drops from an input cache the nodes the registry no longer lists. `--pages N` asks for
 a partial listing on purpose: then no further round is made, and nothing is deleted either.
 
-A refresh first tries the cheap way (`_refresh`): only the nodes created or updated since the
-input cache's newest timestamp (`timestamp=`), checked against the registry's count.
+A refresh lists everything too, rather than asking `timestamp=` for what changed since the
+input's newest timestamp: that filter compares with the registry's own clock, and a cache
+whose newest timestamp is ahead of it (the stand-in registry's synthetic data is, a mirror
+with a skewed clock would be) silently misses every change; the count check cannot catch it.
+The full listing costs a few requests at `DEFAULT_PAGE_SIZE` nodes a page.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
-from registry_tools import clock
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.build import Build
 from registry_tools.fetch.client import FetchError, RegistryClient
 from registry_tools.fetch.options import PHASE_NODES, Node
-from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_page
-
-log = logging.getLogger(__name__)
+from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_first_page, fetch_page
 
 MAX_NODES = 200_000  # 40 times the registry of 2026: a `total` above it is not believed
 
@@ -44,12 +43,8 @@ NODES = Listing(
 
 
 async def run(client: RegistryClient, build: Build) -> None:
-    """List the nodes (cheaply when refreshing a complete cache), then merge the listing."""
+    """Page through `/nodes` in rounds, then merge the listing into the known nodes."""
     build.reporter.start(PHASE_NODES, 1)
-    since = newest_timestamp(build.nodes) if build.options.pages is None else None
-    if since is not None and await _refresh(client, build, since):
-        build.reporter.finish(PHASE_NODES)
-        return
     scan = PagedScan(NODES, build.options.nodes_per_page)
     for record in build.replayed["page"]:
         scan.add(record["round"], record["page"], Page.from_record(record))
@@ -77,78 +72,8 @@ async def run(client: RegistryClient, build: Build) -> None:
     }
 
 
-def newest_timestamp(nodes: dict[str, Node]) -> str | None:
-    """The newest server time in a cache (node creation, version uploads), for `timestamp=`:
-    whatever changed on the registry since the cache was fetched changed after that. None
-    for a cache without nodes."""
-    newest = None
-    for node in nodes.values():
-        latest = node.get("latest_version")
-        stamps = [node.get("created_at")]
-        stamps.append(latest.get("createdAt") if isinstance(latest, dict) else None)
-        stamps += [v.get("createdAt") for v in node.get("versions_list", [])]
-        for stamp in stamps:
-            parsed = clock.parse_time_or_none(stamp)
-            if parsed is not None and (newest is None or parsed > newest):
-                newest = parsed
-    return clock.iso(newest) if newest is not None else None
-
-
-async def _refresh(client: RegistryClient, build: Build, since: str) -> bool:
-    """Refresh a complete cache's listing with the nodes created or updated since `since`
-    (`timestamp=`, a page or two), checked by one more request: the registry's `total` must
-    be the known nodes plus the new ones, or a node was deleted (or the cache was not
-    complete) and the full listing is needed. Whether that held."""
-    changed = PagedScan(_changed_since(since), build.options.nodes_per_page)
-    for record in build.replayed["since"]:
-        changed.add(record["round"], record["page"], Page.from_record(record))
-    await _rounds(client, build, changed, "since")
-    if _failed(build) or not changed.complete():
-        _forget_failures(build)
-        return False
-    try:
-        everything = await fetch_page(client, NODES, 1, 1)
-    except FetchError as error:
-        log.warning("could not count the registry's nodes (%s): listing them all", error)
-        return False
-    fresh = changed.unique()
-    known = set(build.nodes) | set(fresh)
-    if len(known) != everything.total:
-        log.info(
-            "%d nodes known, the registry has %d: listing them all", len(known), everything.total
-        )
-        return False
-    build.listing = {"complete": True, "listed": len(known), "total": everything.total}
-    build.nodes = _merge_listing(build.nodes, fresh, complete=False)
-    build.phase_stats[PHASE_NODES] = {
-        "pages": {},
-        "since": since,
-        "changed": len(fresh),
-        "listed": len(known),
-        "total": everything.total,
-        "complete": True,
-    }
-    return True
-
-
-def _changed_since(since: str) -> Listing:
-    return Listing(
-        path=NODES.path,
-        items_key=NODES.items_key,
-        size_param=NODES.size_param,
-        max_items=NODES.max_items,
-        item_id=NODES.item_id,
-        params=(*NODES.params, ("timestamp", since)),
-    )
-
-
 def _failed(build: Build) -> bool:
     return any(failure.startswith(f"{PHASE_NODES}: page") for failure in build.failures)
-
-
-def _forget_failures(build: Build) -> None:
-    """Failures of the cheap path are not the run's: the full listing follows."""
-    build.failures[:] = [f for f in build.failures if not f.startswith(f"{PHASE_NODES}: page")]
 
 
 async def _rounds(
@@ -175,7 +100,10 @@ async def _round(
 
     async def fetch(page: int) -> None:
         try:
-            answer = await fetch_page(client, scan.listing, page, scan.size)
+            if page == 1 and round_ == 1:  # learns the largest page the server accepts
+                answer, scan.size = await fetch_first_page(client, scan.listing, scan.size)
+            else:
+                answer = await fetch_page(client, scan.listing, page, scan.size)
         except FetchError as error:
             build.fail(f"{PHASE_NODES}: page {page}", error)
         else:
