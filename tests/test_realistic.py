@@ -42,6 +42,16 @@ def registry() -> dict:
         clock.pin(None)
 
 
+@pytest.fixture(scope="module")
+def larger() -> dict:
+    """Enough requests (about 600) that finding the rate limit is a small part of the run."""
+    clock.pin("2026-01-02T03:04:05Z")
+    try:
+        return synth.generate(150, 8)
+    finally:
+        clock.pin(None)
+
+
 def fast_clock(speed: float = SPEED):
     start = time.monotonic()
     return lambda: start + (time.monotonic() - start) * speed
@@ -63,16 +73,17 @@ def versions(path: Path) -> dict[tuple[str, str], dict]:
 
 @pytest.mark.parametrize(
     "behaviour",
-    [REALISTIC, Behaviour(rate_limit=12.0, rate_burst=3.0, rate_retry_after=0.5, seed=1)],
+    [REALISTIC, Behaviour(rate_limit=12.0, rate_burst=3.0, rate_retry_after=0.1, seed=1)],
     ids=["bare-429s", "retry-after"],
 )
-def test_a_rate_limited_registry_is_mirrored_without_failures(registry, tmp_path, behaviour):
-    with running_emulator(registry, behaviour=behaviour, clock=fast_clock()) as emu:
+def test_a_rate_limited_registry_is_mirrored_without_failures(larger, tmp_path, behaviour):
+    with running_emulator(larger, behaviour=behaviour, clock=fast_clock()) as emu:
         summary = fetch(emu.url, tmp_path / "c.json")
         stats = emu.counters.as_dict()
     assert summary.ok, summary.failures[:3]
     assert stats["rate_limited"] == summary.rate_limited > 0, "the limit was met"
-    assert summary.rate_limited <= 0.12 * summary.requests, summary.text()
+    # finding the limit costs a few dozen 429s once; pacing keeps the rest rare
+    assert summary.rate_limited <= 0.1 * summary.requests, summary.text()
     assert summary.requests == stats["requests"], "requests counted as the server saw them"
     assert stats["installs"] == 0
 

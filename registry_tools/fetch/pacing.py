@@ -5,15 +5,17 @@ than about 10-15 requests/s, and those answers come back instantly: a cap on req
 does not limit the rate. `Pacer` spaces requests out (a virtual schedule, `1/rate` apart, so
 there is no burst to spend) and adapts, much as TCP finds a link's capacity:
 
-- Without a ceiling (`--max-rate`) nothing is paced until bare 429s show a rate limit: at least
-  `LIMIT_EVIDENCE` of them, and `LIMIT_SHARE` of the answers of the last seconds. A server that
+- Without a ceiling (`--max-rate`) nothing is paced until 429s show a rate limit: at least
+  `LIMIT_EVIDENCE` of them in the last second, and `LIMIT_SHARE` of its answers. A server that
   does not limit (a private mirror, the stand-in registry), or one whose 429s are only
   occasional, is never slowed down.
 - Then the rate starts low (what the server accepted so far, per second) and doubles every
-  half second while answers are clean ("slow start"), until a 429 shows where the limit is.
-- Each bare 429 after that (of a request sent after the previous cut, at most one cut a second)
+  half second while answers are clean ("slow start"), until 429s as heavy again show where
+  the limit is: the first cut, which measures it.
+- Each 429 after that (of a request sent after the previous cut, at most one cut a second)
   cuts the rate multiplicatively, to 95 % of what the server accepted over the last second:
-  the server's own limit, measured.
+  the server's own limit, measured. A 429 with `Retry-After` counts too (after the pause,
+  every queued request would otherwise go out at once and meet the next one).
 - While answers are clean and the pacer is what holds requests back, the rate rises: by 2 % a
   second, or a quarter of the way back to the rate that last drew a 429 if that is more.
   Never above the ceiling.
@@ -114,13 +116,21 @@ class Pacer:
             self._raise(now)
             return
         self._refused.append(now)
-        if not self._limited:
-            if len(self._refused) >= LIMIT_EVIDENCE and len(self._refused) >= LIMIT_SHARE * (
-                len(self._refused) + len(self._accepted)
-            ):
+        fresh = sent_at >= self._last_cut and now - self._last_cut >= CUT_INTERVAL
+        if self.measured:
+            if fresh:
+                self._cut(now)
+        elif self._refused_heavily(now):  # a limit, not the odd 429 of a busy server
+            if not self._limited:
                 self._start_pacing(now)
-        elif sent_at >= self._last_cut and now - self._last_cut >= CUT_INTERVAL:
-            self._cut(now)
+            elif fresh:
+                self._cut(now)
+
+    def _refused_heavily(self, now: float) -> bool:
+        since = now - MEASURE
+        refused = sum(1 for t in self._refused if t >= since)
+        accepted = sum(1 for t in self._accepted if t >= since)
+        return refused >= LIMIT_EVIDENCE and refused >= LIMIT_SHARE * (refused + accepted)
 
     def current_rate(self) -> float:
         """Requests sent per second over the last seconds (what the progress bar shows)."""
