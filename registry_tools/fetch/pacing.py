@@ -61,6 +61,7 @@ class Pacer:
     """Adaptive request pacing shared by every request of one client."""
 
     def __init__(self, max_rate: float | None = None) -> None:
+        self.enabled = True  # off while answers come from a cassette: no server to spare
         self.ceiling = math.inf if max_rate is None else float(max_rate)
         self.rate = self.ceiling
         self.stats = PaceStats()
@@ -79,6 +80,8 @@ class Pacer:
 
     def pause(self, seconds: float) -> None:
         """The server asked everyone to wait `seconds` (Retry-After)."""
+        if not self.enabled:
+            return
         now = time.monotonic()
         until = now + seconds
         if until > self.paused_until:
@@ -88,7 +91,7 @@ class Pacer:
     async def acquire(self) -> float:
         """Wait for this request's turn and any pause; the send time (monotonic). The pause is
         checked last, right before the request goes out."""
-        while True:
+        while self.enabled:
             now = time.monotonic()
             if now < self.paused_until:
                 await asyncio.sleep(self.paused_until - now)
@@ -106,9 +109,12 @@ class Pacer:
                 self._next = (self._next if self._next >= now - gap else now) + gap
             self._sent.append(now)
             return now
+        return time.monotonic()
 
     def answered(self, sent_at: float, rate_limited: bool) -> None:
         """An answer to a request sent at `sent_at`; `rate_limited` for a 429."""
+        if not self.enabled:
+            return
         now = time.monotonic()
         self._trim(now)
         if not rate_limited:
