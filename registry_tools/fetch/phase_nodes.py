@@ -9,8 +9,10 @@ instance's page cache would otherwise answer a second round with the first round
 `include_banned=true` (a banned package is listed with its status instead of vanishing).
 
 A listing that never reaches `total` is a failure (exit 1) and deletes nothing: only a complete
-listing drops from an input cache the nodes the registry no longer lists. `--pages N` asks for
-a partial listing on purpose: then no further round is made, and nothing is deleted either.
+listing drops from an input cache the nodes the registry no longer lists. `--pages N` fetches at
+most N pages a round: when they cannot hold the registry's `total`, the listing is partial on
+purpose (no further round, nothing deleted, not a failure); when they can, rounds complete it
+as without the option. Rounds also stop when one finds nothing new.
 
 A refresh lists everything too, rather than asking `timestamp=` for what changed since the
 input's newest timestamp: that filter compares with the registry's own clock, and a cache
@@ -31,6 +33,7 @@ from registry_tools.fetch.options import PHASE_NODES, Node
 from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_first_page, fetch_page
 
 MAX_NODES = 200_000  # 40 times the registry of 2026: a `total` above it is not believed
+WAVE = 16  # pages of one round requested together
 
 NODES = Listing(
     path="/nodes",
@@ -49,13 +52,13 @@ async def run(client: RegistryClient, build: Build) -> None:
     for record in build.replayed["page"]:
         scan.add(record["round"], record["page"], Page.from_record(record))
     limit = build.options.pages
-    await _rounds(client, build, scan, "page", limit)
+    await _rounds(client, build, scan, limit)
     build.reporter.finish(PHASE_NODES)
     listed = scan.unique()
     total = scan.total or 0
     complete = scan.complete() and not _failed(build)
     build.listing = {"complete": complete, "listed": len(listed), "total": total}
-    if not complete and limit is None and not _failed(build):
+    if not complete and not _partial(scan, limit) and not _failed(build):
         build.fail(
             PHASE_NODES,
             f"listing incomplete: {len(listed)} of the {total} nodes the registry counts after "
@@ -76,27 +79,32 @@ def _failed(build: Build) -> bool:
     return any(failure.startswith(f"{PHASE_NODES}: page") for failure in build.failures)
 
 
-async def _rounds(
-    client: RegistryClient, build: Build, scan: PagedScan, kind: str, limit: int | None = None
-) -> None:
-    """Rounds of pages until the listing reaches its `total` (or the bound, or a failure)."""
+def _partial(scan: PagedScan, limit: int | None) -> bool:
+    """`--pages N` cut the listing short on purpose (N pages cannot hold every node)."""
+    return limit is not None and scan.page_count() > limit
+
+
+async def _rounds(client: RegistryClient, build: Build, scan: PagedScan, limit: int | None) -> None:
+    """Rounds of pages until the listing reaches its `total`: at most `max_rounds`, none after
+    a failure, a round that found nothing new, or a partial listing asked for."""
     round_ = max(scan.rounds(), 1)
     while True:
-        await _round(client, build, scan, round_, limit, kind)
-        if limit is not None or scan.complete() or round_ >= NODES.max_rounds or _failed(build):
+        before = len(scan.unique())
+        await _round(client, build, scan, round_, limit)
+        found = len(scan.unique()) - before
+        if scan.complete() or _failed(build) or _partial(scan, limit):
+            return
+        if round_ >= NODES.max_rounds or (round_ > 1 and not found):
             return
         round_ += 1
 
 
 async def _round(
-    client: RegistryClient,
-    build: Build,
-    scan: PagedScan,
-    round_: int,
-    limit: int | None,
-    kind: str,
+    client: RegistryClient, build: Build, scan: PagedScan, round_: int, limit: int | None
 ) -> None:
-    """One pass over the pages (those of this round not already fetched or replayed)."""
+    """One pass over the pages (those of this round not already fetched or replayed), in
+    waves: a page past the end (no nodes) ends the pass, so a `total` that lies costs a wave
+    of requests, not the hundreds of pages it announces."""
 
     async def fetch(page: int) -> None:
         try:
@@ -108,7 +116,7 @@ async def _round(
             build.fail(f"{PHASE_NODES}: page {page}", error)
         else:
             scan.add(round_, page, answer)
-            build.record(answer.record(kind, round_, page))
+            build.record(answer.record("page", round_, page))
             build.checkpoint()
         finally:
             build.reporter.advance(PHASE_NODES)
@@ -124,9 +132,14 @@ async def _round(
     missing = [page for page in scan.missing(round_, last) if page != 1]
     build.reporter.grow(PHASE_NODES, last - 1)
     build.reporter.advance(PHASE_NODES, last - 1 - len(missing))
-    async with asyncio.TaskGroup() as group:
-        for page in missing:
-            group.create_task(fetch(page))
+    wave = max(WAVE, build.options.concurrency)
+    for start in range(0, len(missing), wave):
+        async with asyncio.TaskGroup() as group:
+            for page in missing[start : start + wave]:
+                group.create_task(fetch(page))
+        if any(not answer.items for (r, _p), answer in scan.pages.items() if r == round_):
+            build.reporter.advance(PHASE_NODES, max(0, len(missing) - start - wave))
+            return
 
 
 def _merge_listing(known: dict[str, Node], listed: dict[str, Any], complete: bool) -> dict:

@@ -66,9 +66,10 @@ class Recipe:
 GENERATED_AT = "2026-01-01T00:00:00Z"
 
 RECIPES = {
-    # 60 packages behind the realistic registry (its clock ten times faster), listed in pages
-    # of 30 until complete, metadata of each package's newest 5 installable versions; a few
-    # % of each fault kind on top, with a short Retry-After so replaying the 429s stays fast.
+    # 60 packages behind the realistic registry (its clock ten times faster), listed in two
+    # pages of 30 (rounds of them until complete), metadata of each package's newest 5
+    # installable versions; a few % of each fault kind on top, with a short Retry-After so
+    # replaying the 429s stays fast.
     "sample": Recipe(
         nodes=60,
         seed=7,
@@ -81,7 +82,6 @@ RECIPES = {
             seed=3,
             max_consecutive_faults=2,
         ),
-        fetch=Fetch(pages=None),
         behaviour=Behaviour.realistic(seed=7),
         clock_speed=10.0,
         silent_pending=0.03,
