@@ -222,9 +222,11 @@ async def fan_out(
     apply: Callable[[dict[str, Node], dict[str, Any]], None],
     label: Callable[[Any], str],
     finished: Callable[[Any], None],
+    shown: Callable[[], dict[str, Any]] = dict,
 ) -> None:
     """Fetch every item concurrently (the client bounds and paces requests); apply and journal
-    each result as it lands, record each failure, report progress."""
+    each result as it lands, record each failure, report progress (and `shown()`, what the
+    phase adds to the bar's status)."""
     build.reporter.grow(phase, len(items))
 
     async def one(item: Any) -> None:
@@ -237,7 +239,7 @@ async def fan_out(
             build.record(record)
         finally:
             build.reporter.advance(phase)
-            build.status(phase)
+            build.status(phase, **shown())
             finished(item)
 
     async with asyncio.TaskGroup() as group:

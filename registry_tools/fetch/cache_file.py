@@ -1,9 +1,9 @@
 """The cache file: its shape, validation, and assembly (nodes by id, versions newest first).
 
-The format is documented in docs/cache-format.md. `load_cache` checks an input deeply enough
-that a run never fails on it after making requests: every field this project reads has the
-type it must have (`deprecated` a JSON boolean, `comfy_nodes` a list of objects, ...), and node
-ids and each node's version strings are unique.
+The format is documented in docs/cache-format.md. `load_cache` checks that every field this
+project reads has the type it must have (`deprecated` a JSON boolean, ...); with `strict` (the
+cache builder's `--input`, deeply enough that a run never fails on it after making requests)
+also every comfy node, and that node ids and each node's version strings are unique.
 """
 
 from __future__ import annotations
@@ -52,17 +52,19 @@ _VERSION_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def load_cache(path: Path, what: str = "--input") -> dict[str, Any]:
-    """Read and validate a cache file (shape only; unknown fields are kept)."""
+def load_cache(path: Path, what: str = "--input", *, strict: bool = False) -> dict[str, Any]:
+    """Read and validate a cache file (shape only; unknown fields are kept). `strict` (the
+    cache builder's `--input`) also checks every comfy node and refuses duplicate node ids
+    and version strings: a run must not fail on its input after making requests."""
     cache = read_json(path, what)
-    problem = cache_problem(cache)
+    problem = cache_problem(cache, strict=strict)
     if problem:
         raise UserError(f"{what} {path}: not a registry cache ({problem})")
     return cache
 
 
-def cache_problem(cache: Any) -> str | None:
-    """Why `cache` is not a registry cache, or None when it is one."""
+def cache_problem(cache: Any, *, strict: bool = False) -> str | None:
+    """Why `cache` is not a registry cache, or None when it is one (see `load_cache`)."""
     if not isinstance(cache, dict):
         return f"top level is a JSON {type(cache).__name__}, expected an object"
     nodes = cache.get("nodes")
@@ -70,10 +72,10 @@ def cache_problem(cache: Any) -> str | None:
         return "missing the 'nodes' list"
     seen: dict[str, int] = {}
     for index, node in enumerate(nodes):
-        problem = node_problem(node, index)
+        problem = node_problem(node, index, strict=strict)
         if problem:
             return problem
-        if node["id"] in seen:
+        if strict and node["id"] in seen:
             return (
                 f"node id {node['id']!r} appears twice (nodes[{seen[node['id']]}], nodes[{index}])"
             )
@@ -81,8 +83,9 @@ def cache_problem(cache: Any) -> str | None:
     return None
 
 
-def node_problem(node: Any, index: int = 0) -> str | None:
-    """Why one cache node is unusable, or None."""
+def node_problem(node: Any, index: int = 0, *, strict: bool = False) -> str | None:
+    """Why one cache node is unusable, or None. Without `strict`, `comfy_nodes` may be left
+    unparsed by the reader (the mappings' stream puts placeholders there)."""
     if not isinstance(node, dict) or not isinstance(node.get("id"), str) or not node["id"]:
         return f"nodes[{index}] has no string 'id'"
     name = node["id"]
@@ -97,16 +100,16 @@ def node_problem(node: Any, index: int = 0) -> str | None:
         if not isinstance(version, dict) or not isinstance(version.get("version"), str):
             return f"node {name!r} has a malformed 'versions_list' (entry {position})"
         label = f"node {name!r} version {version['version']!r}"
-        if version["version"] in strings:
+        if strict and version["version"] in strings:
             return f"{label} appears twice"
         strings.add(version["version"])
-        problem = _version_problem(version)
+        problem = _version_problem(version, strict)
         if problem:
             return f"{label}: {problem}"
     return None
 
 
-def _version_problem(version: dict[str, Any]) -> str | None:
+def _version_problem(version: dict[str, Any], strict: bool) -> str | None:
     wrong = _wrong_type(version, _VERSION_TYPES)
     if wrong:
         return wrong
@@ -114,7 +117,7 @@ def _version_problem(version: dict[str, Any]) -> str | None:
     if pending is not None and pending not in PENDING_STATES:
         return f"'metadata_pending' is {pending!r}, expected 'pending' or 'failed'"
     comfy = version.get("comfy_nodes")
-    if comfy is None:
+    if comfy is None or not strict:
         return None
     if not isinstance(comfy, list):
         return f"'comfy_nodes' is a JSON {_json_type(comfy)}, expected a list"

@@ -78,14 +78,28 @@ async def run(client: RegistryClient, build: Build) -> None:
             build.unit_done()
 
     size = _PageSize(PAGE_SIZE)
+    asked = set(todo)
+    pending = sum(  # marked by their status, not asked; the answers add theirs
+        1
+        for node_id, node in build.nodes.items()
+        for v in node.get("versions_list", [])
+        if v.get("metadata_pending") and (node_id, v["version"]) not in asked
+    )
+
+    def apply(nodes: dict[str, Node], record: dict[str, Any]) -> None:
+        nonlocal pending
+        pending += "pending" in record
+        _apply_metadata(nodes, record)
+
     await fan_out(
         build,
         PHASE_METADATA,
         todo,
         lambda item: _fetch_metadata(client, build.nodes, size, *item),
-        _apply_metadata,
+        apply,
         lambda item: f"{item[0]} {item[1]}",
         finished,
+        lambda: {"pending": pending},
     )
     build.reporter.finish(PHASE_METADATA)
     build.phase_stats[PHASE_METADATA] = {"versions_fetched": len(todo)}

@@ -149,7 +149,7 @@ def _load_input(path: Path | None) -> tuple[dict[str, Node], str | None]:
     """The input cache's nodes by id, and a digest that ties a journal to this input."""
     if path is None:
         return {}, None
-    cache = cache_file.load_cache(path)
+    cache = cache_file.load_cache(path, strict=True)
     try:
         with open(path, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha1").hexdigest()

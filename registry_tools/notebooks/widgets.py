@@ -21,7 +21,7 @@ import concurrent.futures
 import dataclasses
 import os
 import queue
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import ipywidgets as w
@@ -71,6 +71,7 @@ class WidgetReporter:
     def __init__(self, phases: Sequence[str] = ()) -> None:
         self._events: queue.SimpleQueue[tuple[str, str, int]] = queue.SimpleQueue()
         self._bars: dict[str, tuple[w.IntProgress, w.Label]] = {}
+        self._status: dict[str, str] = {}  # written by the worker, read when pumping
         self.widget = w.VBox()
         for phase in phases:
             self._bar(phase)
@@ -86,6 +87,10 @@ class WidgetReporter:
 
     def finish(self, phase: str) -> None:
         self._events.put(("finish", phase, 0))
+
+    def status(self, phase: str, values: Mapping[str, Any]) -> None:
+        """How the phase goes (request rate, 429s, ...), shown beside its count."""
+        self._status[phase] = ", ".join(f"{k} {v}" for k, v in values.items())
 
     def reset(self) -> None:
         """Empty every bar before a new run."""
@@ -112,7 +117,9 @@ class WidgetReporter:
             bar.value = min(bar.value + n, bar.max)
         else:
             bar.value, bar.bar_style = bar.max, "success"
+        status = self._status.get(phase)
         label.value = f"{bar.value}/{bar.max}" + (" done" if kind == "finish" else "")
+        label.value += f" ({status})" if status else ""
 
     def _bar(self, phase: str) -> tuple[w.IntProgress, w.Label]:
         if phase not in self._bars:
