@@ -39,7 +39,7 @@ from registry_tools.registry import synth
 from registry_tools.registry.behaviour import Churn
 
 ROOT = Path(__file__).resolve().parent.parent
-ACTIVE = "NodeVersionStatusActive"
+BANNED = "NodeVersionStatusBanned"
 
 
 def serve(cache: Path, rate: float, burst: float, seed: int) -> tuple[subprocess.Popen, str]:
@@ -117,7 +117,7 @@ def changes_seen(changes: dict, registry: dict, refreshed: Path) -> dict[str, tu
     checks = {
         "finished": [finished(k) for k in live(changes["finished"])],
         "deprecated": [field(k, "deprecated") is True for k in live(changes["deprecated"])],
-        "banned": [field(k, "status") == "NodeVersionStatusBanned" for k in live(changes["banned"])],
+        "banned": [field(k, "status") == BANNED for k in live(changes["banned"])],
         "published": [k in versions for k in live(changes["published"])],
         "deleted": [node not in listed for node in deleted],
     }  # fmt: skip
