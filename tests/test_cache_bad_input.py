@@ -12,41 +12,26 @@ from pathlib import Path
 
 import orjson
 import pytest
+from _fetch_fixtures import run_cli, synthetic
 
-from registry_tools import clock, files
-from registry_tools.cli import main
+from registry_tools import files
 from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.options import CacheOptions
 from registry_tools.fetch.run import run_cache
-from registry_tools.registry import synth
 from registry_tools.registry.emulator import running_emulator
 from registry_tools.replay.cassettes import bundled_cassettes
-
-EPOCH = 1767323045
 
 
 @pytest.fixture(scope="module")
 def registry() -> dict:
-    clock.pin(EPOCH)
-    try:
-        return synth.generate(30, 6)
-    finally:
-        clock.pin(None)
+    return synthetic(30, 6)
 
 
 @pytest.fixture
 def emulator(registry):
     with running_emulator(registry) as emu:
         yield emu
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_info:
-        code = exit_info.code
-    return code, capsys.readouterr().err
 
 
 def _digest(directory: Path) -> dict[str, str]:

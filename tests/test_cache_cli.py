@@ -11,39 +11,23 @@ from pathlib import Path
 
 import pytest
 from _cache_oracle import expected
+from _fetch_fixtures import EPOCH, run_cli, synthetic
 from aiohttp import web
 
-from registry_tools import clock, files
-from registry_tools.cli import main
-from registry_tools.registry import synth
+from registry_tools import files
 from registry_tools.registry.emulator import Faults, running_emulator
 from registry_tools.replay.cassettes import bundled_cassettes
-
-EPOCH = 1767323045  # 2026-01-02T03:04:05Z
 
 
 @pytest.fixture(scope="module")
 def registry() -> dict:
-    clock.pin(EPOCH)
-    try:
-        return synth.generate(60, 4)
-    finally:
-        clock.pin(None)
+    return synthetic(60, 4)
 
 
 @pytest.fixture
 def emulator(registry):
     with running_emulator(registry, Faults(latency_ms=2)) as emu:
         yield emu
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    """Exit status and stderr, whether argparse or the library rejected the input."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_info:
-        code = exit_info.code
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ FAST = RetryPolicy(max_attempts=4, backoff=0.01, timeout=5)
 
 async def _serve(handler):
     app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handler)
+    app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -405,13 +405,7 @@ def test_post_sends_canonical_json_and_repeated_parameters():
         return web.json_response({"ok": True})
 
     async def main():
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        runner, url = await _serve(handler)
         try:
             async with RegistryClient(url, 1, FAST) as client:
                 return await client.post("/bulk", {"b": 1, "a": [2]}, {"s": ["x", "y"]})

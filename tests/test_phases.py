@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from _cache_oracle import expected
+from _fetch_fixtures import pinned_clock, synthetic  # noqa: F401 - a fixture
 
-from registry_tools import clock
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.options import CacheOptions
 from registry_tools.fetch.run import run_cache
@@ -29,20 +29,12 @@ FAULTY = Faults(
 EXACT = {"missing_download_rate": 0}  # every listing carries its download URLs
 
 
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin("2026-01-02T03:04:05Z")
-    yield
-    clock.pin(None)
+pytestmark = pytest.mark.usefixtures("pinned_clock")
 
 
 @pytest.fixture(scope="module")
 def registry() -> dict:
-    clock.pin("2026-01-02T03:04:05Z")
-    try:
-        return synth.generate(150, 3)
-    finally:
-        clock.pin(None)
+    return synthetic(150, 3)
 
 
 def fetch(url: str, output: Path, **options) -> tuple[bytes, object]:

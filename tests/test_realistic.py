@@ -9,16 +9,15 @@ test takes seconds, while the client sees the same sequence of answers as at the
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from _fetch_fixtures import fast_clock, pinned_clock, synthetic  # noqa: F401 - a fixture
 
-from registry_tools import clock, files
+from registry_tools import files
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.options import CacheOptions
 from registry_tools.fetch.run import run_cache
-from registry_tools.registry import synth
 from registry_tools.registry.behaviour import Behaviour, Churn
 from registry_tools.registry.emulator import running_emulator
 
@@ -26,35 +25,18 @@ SPEED = 8.0
 REALISTIC = Behaviour.realistic(seed=1)
 
 
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin("2026-01-02T03:04:05Z")
-    yield
-    clock.pin(None)
+pytestmark = pytest.mark.usefixtures("pinned_clock")
 
 
 @pytest.fixture(scope="module")
 def registry() -> dict:
-    clock.pin("2026-01-02T03:04:05Z")
-    try:
-        return synth.generate(60, 8)
-    finally:
-        clock.pin(None)
+    return synthetic(60, 8)
 
 
 @pytest.fixture(scope="module")
 def larger() -> dict:
     """Enough requests (about 600) that finding the rate limit is a small part of the run."""
-    clock.pin("2026-01-02T03:04:05Z")
-    try:
-        return synth.generate(150, 8)
-    finally:
-        clock.pin(None)
-
-
-def fast_clock(speed: float = SPEED):
-    start = time.monotonic()
-    return lambda: start + (time.monotonic() - start) * speed
+    return synthetic(150, 8)
 
 
 def fetch(url: str, output: Path, **options):
@@ -77,7 +59,7 @@ def versions(path: Path) -> dict[tuple[str, str], dict]:
     ids=["bare-429s", "retry-after"],
 )
 def test_a_rate_limited_registry_is_mirrored_without_failures(larger, tmp_path, behaviour):
-    with running_emulator(larger, behaviour=behaviour, clock=fast_clock()) as emu:
+    with running_emulator(larger, behaviour=behaviour, clock=fast_clock(SPEED)) as emu:
         summary = fetch(emu.url, tmp_path / "c.json")
         stats = emu.counters.as_dict()
     assert summary.ok, summary.failures[:3]
@@ -210,7 +192,7 @@ def _without_unusable_urls(path: Path) -> bytes:
 def test_concurrency_1_and_50_are_byte_identical_against_the_realistic_registry(registry, tmp_path):
     outputs = []
     for concurrency in (1, 50):
-        with running_emulator(registry, behaviour=REALISTIC, clock=fast_clock()) as emu:
+        with running_emulator(registry, behaviour=REALISTIC, clock=fast_clock(SPEED)) as emu:
             summary = fetch(emu.url, tmp_path / f"{concurrency}.json", concurrency=concurrency)
         assert summary.ok, summary.failures[:3]
         outputs.append((tmp_path / f"{concurrency}.json").read_bytes())

@@ -6,29 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _fetch_fixtures import pinned_clock, synthetic  # noqa: F401 - a fixture
 
-from registry_tools import clock
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.options import CacheOptions
 from registry_tools.fetch.run import run_cache
-from registry_tools.registry import synth
 from registry_tools.registry.emulator import running_emulator
 
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin("2026-01-02T03:04:05Z")
-    yield
-    clock.pin(None)
+pytestmark = pytest.mark.usefixtures("pinned_clock")
 
 
 @pytest.fixture(scope="module")
 def registry() -> dict:
-    clock.pin("2026-01-02T03:04:05Z")
-    try:
-        return synth.generate(40, 12)
-    finally:
-        clock.pin(None)
+    return synthetic(40, 12)
 
 
 def run_against(registry: dict, tmp_path: Path, override, **options):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry_tools.fetch.build import Build
 from registry_tools.fetch.client import FetchError, RegistryClient
 
 PAGE_MARGIN = 2
@@ -192,3 +193,32 @@ class PagedScan:
             if len(members[key]) < high - low + 1:
                 wanted.update(range(low // self.size + 1, high // self.size + 2))
         return sorted(page for page in wanted if page <= every[-1]) or every
+
+
+async def fetch_into(
+    client: RegistryClient,
+    build: Build,
+    scan: PagedScan,
+    where: tuple[int, int],
+    phase: str,
+    kind: str,
+    label: str,
+) -> None:
+    """Fetch page `where` = (round, page) into `scan` and journal it as a `kind` record; a
+    failure is recorded as `<phase>: <label> <page>`, not raised. Page 1 of round 1 also
+    learns the largest page size the server accepts."""
+    round_, page = where
+    try:
+        if where == (1, 1):
+            answer, scan.size = await fetch_first_page(client, scan.listing, scan.size)
+        else:
+            answer = await fetch_page(client, scan.listing, page, scan.size)
+    except FetchError as error:
+        build.fail(f"{phase}: {label} {page}", error)
+    else:
+        scan.add(round_, page, answer)
+        build.record(answer.record(kind, round_, page))
+        build.unit_done()
+    finally:
+        build.reporter.advance(phase)
+        build.status(phase, **{scan.listing.items_key: len(scan.unique()), "total": scan.total})

@@ -28,9 +28,9 @@ from typing import Any
 
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.build import Build
-from registry_tools.fetch.client import FetchError, RegistryClient
+from registry_tools.fetch.client import RegistryClient
 from registry_tools.fetch.options import PHASE_NODES, Node
-from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_first_page, fetch_page
+from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_into
 
 MAX_NODES = 200_000  # 40 times the registry of 2026: a `total` above it is not believed
 WAVE = 16  # pages of one round requested together
@@ -107,23 +107,11 @@ async def _round(
     of requests, not the hundreds of pages it announces."""
 
     async def fetch(page: int) -> None:
-        try:
-            if page == 1 and round_ == 1:  # learns the largest page the server accepts
-                answer, scan.size = await fetch_first_page(client, scan.listing, scan.size)
-            else:
-                answer = await fetch_page(client, scan.listing, page, scan.size)
-        except FetchError as error:
-            build.fail(f"{PHASE_NODES}: page {page}", error)
-        else:
-            scan.add(round_, page, answer)
-            build.record(answer.record("page", round_, page))
-            build.checkpoint()
-        finally:
-            build.reporter.advance(PHASE_NODES)
-            build.status(PHASE_NODES, listed=len(scan.unique()), total=scan.total)
+        await fetch_into(client, build, scan, (round_, page), PHASE_NODES, "page", "page")
 
     if (round_, 1) not in scan.pages:
         await fetch(1)
+        build.checkpoint()
         if (round_, 1) not in scan.pages:
             return
     else:
@@ -137,6 +125,7 @@ async def _round(
         async with asyncio.TaskGroup() as group:
             for page in missing[start : start + wave]:
                 group.create_task(fetch(page))
+        build.checkpoint()
         if any(not answer.items for (r, _p), answer in scan.pages.items() if r == round_):
             build.reporter.advance(PHASE_NODES, max(0, len(missing) - start - wave))
             return

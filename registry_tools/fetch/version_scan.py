@@ -19,7 +19,7 @@ from typing import Any
 from registry_tools.fetch.build import Build
 from registry_tools.fetch.client import FetchError, RegistryClient
 from registry_tools.fetch.options import PHASE_VERSIONS, Node
-from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_page
+from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_into, fetch_page
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ async def complete_scan(client: RegistryClient, build: Build, scan: PagedScan) -
         async with asyncio.TaskGroup() as group:
             for page in todo:
                 group.create_task(_fetch(client, build, scan, round_, page))
+        build.checkpoint()
         if scan.complete() or round_ >= VERSIONS.max_rounds or _failed(build):
             return
         round_ += 1
@@ -98,17 +99,7 @@ def _failed(build: Build) -> bool:
 async def _fetch(
     client: RegistryClient, build: Build, scan: PagedScan, round_: int, page: int
 ) -> None:
-    try:
-        answer = await fetch_page(client, VERSIONS, page, scan.size)
-    except FetchError as error:
-        build.fail(f"{PHASE_VERSIONS}: /versions page {page}", error)
-    else:
-        scan.add(round_, page, answer)
-        build.record(answer.record("vpage", round_, page))
-        build.unit_done()
-    finally:
-        build.reporter.advance(PHASE_VERSIONS)
-        build.status(PHASE_VERSIONS, versions=len(scan.unique()), total=scan.total)
+    await fetch_into(client, build, scan, (round_, page), PHASE_VERSIONS, "vpage", "/versions page")
 
 
 def by_node(scan: PagedScan) -> dict[str, list[dict[str, Any]]]:
