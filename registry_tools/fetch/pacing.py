@@ -16,9 +16,11 @@ there is no burst to spend) and adapts, much as TCP finds a link's capacity:
   cuts the rate multiplicatively, to 95 % of what the server accepted over the last second:
   the server's own limit, measured. A 429 with `Retry-After` counts too (after the pause,
   every queued request would otherwise go out at once and meet the next one).
-- While answers are clean and the pacer is what holds requests back, the rate rises: by 2 % a
-  second, or a quarter of the way back to the rate that last drew a 429 if that is more.
-  Never above the ceiling.
+- While answers are clean and the pacer is what holds requests back (requests wait for their
+  turn and go out at 80 % of the rate or more), the rate rises: by 2 % a second, or a quarter
+  of the way back to the rate that last drew a 429 if that is more. Never above the ceiling.
+  A rate nobody uses does not grow, so when the bottleneck moves from the network to the
+  server's limit the rate is near what was used, not thousands of requests a second.
 - `Retry-After` stops every request until it expires; `acquire` checks it last, right before
   the request goes out (after it got its slot and its turn), so requests queued behind the
   in-flight cap never go out inside the window the server asked everyone to wait.
@@ -47,6 +49,7 @@ MEASURE = 1.0  # seconds of accepted answers a cut measures the limit over
 CUT_INTERVAL = 1.0  # seconds between two cuts at least
 RAISE_INTERVAL = 0.5  # seconds between two raises at least
 MIN_RATE = 0.5  # requests/s: a misbehaving server can slow us down, not stop us
+USED_SHARE = 0.8  # the rate rises only while requests go out at this share of it or more
 
 
 @dataclass
@@ -167,8 +170,8 @@ class Pacer:
         if elapsed < RAISE_INTERVAL or not self._limited or self.rate >= self.ceiling:
             return
         self._last_change = now
-        if now - self._held_at > elapsed:  # the pacer held nothing back: not the bottleneck
-            return
+        if now - self._held_at > elapsed or self.current_rate() < USED_SHARE * self.rate:
+            return  # the pacer is not what limits the requests: raising it would mean nothing
         if not self.measured:
             rate = self.rate * SLOW_START**elapsed
         else:
