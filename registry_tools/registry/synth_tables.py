@@ -100,6 +100,22 @@ RARE_STATUSES = (
     ("NodeVersionStatusBanned", "malicious code detected"),
     ("NodeVersionStatusDeleted", "removed by the publisher"),
     ("NodeVersionStatusFlagged", "suspicious pip dependency"),
+    ("NodeVersionStatusPending", "awaiting review"),
+)
+# Extraction: a package's newest version is pending more often than its older ones (the
+# backlog); `Behaviour.pending_share` adds the serve-time share on top of these.
+EXTRACTION_PENDING_NEWEST = 0.06
+EXTRACTION_PENDING_OLDER = 0.02
+EXTRACTION_FAILED = 0.01
+# Versions whose string is not x.y.z (pre-releases, odd strings) that have no download URL.
+NON_STRICT_WITHOUT_URL = 0.3
+# Shared comfy-node names one of their providers claims (preempted_comfy_node_names).
+PREEMPT_SHARE = 0.6
+# Comfy-node policies, as (cumulative share, policy).
+POLICIES = (
+    (0.97, "ComfyNodePolicyActive"),
+    (0.99, "ComfyNodePolicyLocalOnly"),
+    (1.0, "ComfyNodePolicyBanned"),
 )
 OS = ("linux", "windows", "macos")
 ACCELERATORS = ("cuda", "rocm", "mps", "cpu", "xpu")
@@ -156,3 +172,4 @@ class Package:
     banned: bool = False
     deleted: bool = False
     shared_names: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
