@@ -24,7 +24,7 @@ def _node_count(text: str) -> int:
     value = positive_int(text)
     if value > MAX_NODES:
         raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_NODES:,} (about five times the real registry), got {value:,}"
+            f"must be at most {MAX_NODES:,} (about twice the real registry), got {value:,}"
         )
     return value
 
@@ -43,7 +43,7 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         "--nodes",
         type=_node_count,
         required=True,
-        help="number of nodes (packages), 1 to 25,000; about 4 MB of cache per 1,000",
+        help="number of nodes (packages), 1 to 10,000; the cache takes about 45 MB per 1,000",
     )
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     p.add_argument(

@@ -13,9 +13,9 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
-# The most packages `generate` makes: about five times the real registry (about 5,100 in 2026);
-# more would take minutes and gigabytes for no test or benchmark that needs it.
-MAX_NODES = 25_000
+# The most packages `generate` makes: about twice the real registry (about 5,100 in 2026). At
+# 10,000 the cache is about 440 MB and generating it takes about 1.3 GB of memory (bench/synth.md).
+MAX_NODES = 10_000
 EPOCH = datetime(2023, 6, 1, tzinfo=UTC)
 SPAN_DAYS = 820
 
