@@ -473,3 +473,17 @@ def test_serve_bad_numbers_are_one_line(tmp_path, cache, argv, message) -> None:
     assert process.returncode == 2 and out == ""
     assert err.startswith("registry-tools") and message in err and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"behaviour": {"rate_limit": 1}}, "behaviour must be a Behaviour"),
+        ({"clock": 5}, "clock must be a function"),
+        ({"missing_download_rate": 1.5}, "missing_download_rate must be from 0 to 1"),
+        ({"missing_download_rate": "0.1"}, "missing_download_rate must be from 0 to 1"),
+    ],
+)
+def test_emulator_checks_its_options(cache, options, message) -> None:
+    with pytest.raises(UserError, match=message):
+        Emulator(cache, **options)
