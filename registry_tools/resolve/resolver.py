@@ -126,9 +126,9 @@ def resolve(
                 _pin(resolved, planned, pins, item, package, "frontend", "frontend-only node")
         else:
             pending[name] = _best_match(item, view)
-    _look_up(pending, view, lookup)
+    failures = _look_up(pending, view, lookup)
     _recorded_versions(node_versions, view, planned, pins)
-    options = _options(pending, types, view, resolved)
+    options = _options(pending, types, view, resolved, failures)
     for name, choice in choose(options, planned).items():
         match = pending[name]
         resolved[name] = TypeResolution(
@@ -250,14 +250,18 @@ def _newer_detail(item: _Type, table) -> str:
     )
 
 
-def _look_up(pending: dict[str, Match], view: MappingsView, lookup: Lookup | None) -> None:
-    """Ask the registry about the types the mappings do not know."""
+def _look_up(
+    pending: dict[str, Match], view: MappingsView, lookup: Lookup | None
+) -> dict[str, str]:
+    """Ask the registry about the types the mappings do not know; {type: why its reads failed}."""
     unknown = sorted(n for n, m in pending.items() if not m.candidates)
     if lookup is None or not unknown:
-        return
+        return {}
     for name, candidates in lookup(unknown, view).items():
         if candidates:
             pending[name] = Match("online", None, candidates)
+    failures = getattr(lookup, "failures", {})
+    return {name: failures[name] for name in unknown if name in failures}
 
 
 def _recorded_versions(node_versions, view: MappingsView, planned, pins) -> None:
@@ -270,7 +274,7 @@ def _recorded_versions(node_versions, view: MappingsView, planned, pins) -> None
 
 
 def _options(
-    pending: dict[str, Match], types, view: MappingsView, resolved
+    pending: dict[str, Match], types, view: MappingsView, resolved, failures: dict[str, str]
 ) -> dict[str, dict[str, int]]:
     """{type: {installable package: rank}}; types without one are resolved as unresolved."""
     options = {}
@@ -286,6 +290,8 @@ def _options(
             detail = REASONS["unknown"] + (
                 f" (the workflow records pack {cnr}, which the mappings do not list)" if cnr else ""
             )
+            if name in failures:
+                detail += f"; the online look-up failed ({failures[name]}), so it may exist"
             resolved[name] = _unresolved(item, "unknown", detail)
             continue
         manager = [c.package_id for c in match.candidates if view.source(c.package_id) == "manager"]
