@@ -101,7 +101,9 @@ def resolve(
     """The plan for one or several parsed workflows against a mappings view."""
     table = builtin_table()
     types, saved_with, node_versions = _collect(workflows)
-    builtin, planned, pins, resolved, pending = [], {}, {}, {}, {}
+    builtin, pending = [], {}
+    state = _Pins(view)
+    resolved, planned, pins = state.resolved, state.planned, state.pins
     for name in sorted(types):
         item = types[name]
         cnr, aux = item.recorded()
@@ -111,11 +113,11 @@ def resolve(
         elif cnr == CORE:
             resolved[name] = _unresolved(item, "core_newer", _newer_detail(item, table))
         elif canonical is not None:
-            _pin(resolved, planned, pins, item, canonical, "cnr_id", f"cnr_id {cnr}")
+            state.pin(item, canonical, "cnr_id", f"cnr_id {cnr}")
         elif aux and (package := view.by_repository(aux)):
-            _pin(resolved, planned, pins, item, package, "aux_id", f"aux_id {aux}")
+            state.pin(item, package, "aux_id", f"aux_id {aux}")
         elif aux:
-            _pin(resolved, planned, pins, item, f"github:{aux}", "aux_id", f"aux_id {aux}")
+            state.pin(item, f"github:{aux}", "aux_id", f"aux_id {aux}")
         elif name in pack_frontend_nodes():
             pack = pack_frontend_nodes()[name]
             package = view.canonical(pack.package_id) or view.by_repository(pack.repository)
@@ -123,7 +125,7 @@ def resolve(
                 detail = f"frontend-only node of {pack.package_id} ({pack.repository})"
                 resolved[name] = _unresolved(item, "frontend_only", detail)
             else:
-                _pin(resolved, planned, pins, item, package, "frontend", "frontend-only node")
+                state.pin(item, package, "frontend", "frontend-only node")
         else:
             pending[name] = _best_match(item, view)
     failures = _look_up(pending, view, lookup)
@@ -218,21 +220,31 @@ def _best_match(item: _Type, view: MappingsView) -> Match:
     return best or Match("unresolved", None, ())
 
 
-def _pin(resolved, planned, pins, item: _Type, package: str, match: str, what: str) -> None:
-    """A type whose pack the workflow says (or the frontend table knows)."""
-    why = (
-        f"recorded in the workflow ({what})"
-        if match != "frontend"
-        else (f"a frontend-only node of {package} (curated table)")
-    )
-    resolved[item.name] = TypeResolution(
-        item.name, match, None, (), tuple(item.node_ids), package, why
-    )
-    planned.setdefault(package, why)
-    recorded = item.versions.get(item.recorded()[0] or "", set()) | item.versions.get(
-        item.recorded()[1] or "", set()
-    )
-    pins.setdefault(package, set()).update(recorded)
+class _Pins:
+    """Types whose pack is settled before the choice: what the workflow records, a pack's
+    frontend-only node; and the versions recorded for each such pack."""
+
+    def __init__(self, view: MappingsView) -> None:
+        self.view = view
+        self.resolved: dict[str, TypeResolution] = {}
+        self.planned: dict[str, str] = {}  # package -> why it is in the plan
+        self.pins: dict[str, set[str]] = {}  # package -> versions the workflow records
+
+    def pin(self, item: _Type, package: str, match: str, what: str) -> None:
+        if match == "frontend":
+            why = f"a frontend-only node of {package} (curated table)"
+        else:
+            why = f"recorded in the workflow ({what})"
+        found = _best_match(item, self.view)
+        if found.candidates and package not in {c.package_id for c in found.candidates}:
+            why += "; the mappings do not list this type for that pack"
+        self.resolved[item.name] = TypeResolution(
+            item.name, match, found.key, found.candidates, tuple(item.node_ids), package, why
+        )
+        self.planned.setdefault(package, why)
+        cnr, aux = item.recorded()
+        recorded = item.versions.get(cnr or "", set()) | item.versions.get(aux or "", set())
+        self.pins.setdefault(package, set()).update(recorded)
 
 
 def _unresolved(item: _Type, reason: str, detail: str) -> TypeResolution:
