@@ -21,7 +21,7 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _UI_MARKERS = ("links", "last_node_id", "last_link_id", "version", "definitions", "extra")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100,000-node workflow holds as many
 class WorkflowNode:
     """One node; `inputs` is None when the format shows no input types (API exports)."""
 
@@ -99,6 +99,7 @@ def _ui_workflow(document: dict[str, Any], source: str) -> Workflow:
         if isinstance(group, dict):
             lists.append(group.get("nodes"))
     nodes, references = [], set()
+    shared: dict[Any, Any] = {}  # one copy of each distinct input list and recorded string
     for raw in (r for items in lists if isinstance(items, list) for r in items):
         if not isinstance(raw, dict) or not isinstance(raw.get("type"), str) or not raw["type"]:
             continue
@@ -106,7 +107,7 @@ def _ui_workflow(document: dict[str, Any], source: str) -> Workflow:
         if kind in subgraph_ids or UUID.match(kind) or kind.startswith(GROUP_NODE_PREFIXES):
             references.add(kind)
         else:
-            nodes.append(_ui_node(raw))
+            nodes.append(_ui_node(raw, shared))
     return Workflow(
         "ui",
         tuple(nodes),
@@ -128,23 +129,29 @@ def _subgraphs(holder: dict[str, Any], lists: list[Any], ids: set[str], depth: i
             _subgraphs(subgraph, lists, ids, depth + 1)
 
 
-def _ui_node(raw: dict[str, Any]) -> WorkflowNode:
+def _ui_node(raw: dict[str, Any], shared: dict[Any, Any]) -> WorkflowNode:
     inputs = raw.get("inputs")
     pairs = tuple(
-        (item.get("name"), item.get("type"))
+        (_hashable(item.get("name")), _hashable(item.get("type")))
         for item in (inputs if isinstance(inputs, list) else [])
         if isinstance(item, dict)
     )
     props = raw.get("properties")
     props = props if isinstance(props, dict) else {}
+    recorded = (_text(props.get(k)) for k in ("cnr_id", "aux_id", "ver"))
+    cnr_id, aux_id, ver = (shared.setdefault(v, v) for v in recorded)
+    node_type = shared.setdefault(raw["type"], raw["type"])
     return WorkflowNode(
-        str(raw.get("id", "")),
-        raw["type"],
-        pairs,
-        _text(props.get("cnr_id")),
-        _text(props.get("aux_id")),
-        _text(props.get("ver")),
+        str(raw.get("id", "")), node_type, shared.setdefault(pairs, pairs), cnr_id, aux_id, ver
     )
+
+
+def _hashable(kind: Any) -> Any:
+    """Input names and types are strings (an old frontend's combo list is `COMBO`); other
+    values cannot be part of a signature, and must not make the pair unhashable."""
+    if isinstance(kind, list):
+        return "COMBO"
+    return kind if isinstance(kind, str | int | float | bool | None) else None
 
 
 def _text(value: Any) -> str | None:
