@@ -210,7 +210,8 @@ class MappingsView:
 
 def _rank(entry: dict[str, Any]) -> int:
     rank = entry.get("rank")
-    return rank if isinstance(rank, int) and not isinstance(rank, bool) else 0
+    usable = isinstance(rank, int) and not isinstance(rank, bool) and 0 <= rank < 2**31
+    return rank if usable else 0
 
 
 def _candidate(package_id: str, rank: int, versions: list[str]) -> Candidate:

@@ -132,16 +132,14 @@ def resolve(
     _recorded_versions(node_versions, view, planned, pins)
     options = _options(pending, types, view, resolved, failures)
     for name, choice in choose(options, planned).items():
-        match = pending[name]
+        match, (cnr, _aux) = pending[name], types[name].recorded()
+        why = choice.why
+        if cnr and cnr != CORE:
+            why += f"; the workflow records pack {cnr}, which the mappings do not list"
         resolved[name] = TypeResolution(
-            name,
-            match.match,
-            match.key,
-            match.candidates,
-            tuple(types[name].node_ids),
-            choice.package_id,
-            choice.why,
-        )
+            name, match.match, match.key, match.candidates, tuple(types[name].node_ids),
+            choice.package_id, why,
+        )  # fmt: skip
     packages = _plan(resolved, pins, planned, view)
     ordered = tuple(resolved[n] for n in sorted(resolved))
     unresolved = tuple(
