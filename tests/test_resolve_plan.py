@@ -253,3 +253,21 @@ def test_to_json_is_plain_data(mappings) -> None:
     assert document["unresolved"] == ["Nowhere"]
     assert document["packages"][0]["package_id"] == "rival-img"
     assert document["comfyui"]["data_covers"] == builtin_table().comfyui_version
+
+
+def test_a_recorded_pack_the_mappings_lack_is_named(mappings) -> None:
+    result = resolve_workflow(ui_workflow(ui_node(1, "Blur", cnr_id="ghost-pack")), mappings)
+    assert plan_of(result) == {"rival-img": ("5.0.0", ("Blur",))}
+    assert result.types[0].why.endswith("records pack ghost-pack, which the mappings do not list")
+
+
+def test_a_removed_core_type_is_noted(mappings, monkeypatch) -> None:
+    from registry_tools.resolve import resolver
+    from registry_tools.resolve.builtins import parse_table
+
+    table = parse_table("# comfyui_version\t0.5.0\nOldCore\tcore\t0.1.0\t0.4.0\tdocs,previous\n")
+    monkeypatch.setattr(resolver, "builtin_table", lambda: table)
+    result = resolve_workflow(ui_workflow(ui_node(1, "OldCore")), mappings)
+    assert result.builtin == ("OldCore",)
+    assert result.notes == ("OldCore is a ComfyUI core type removed by ComfyUI 0.4.0",)
+    assert result.comfyui == {"saved_with": None, "sufficient": "0.1.0", "data_covers": "0.5.0"}

@@ -160,10 +160,17 @@ def resolve(
             "sufficient": table.sufficient_version(builtin),
             "data_covers": table.comfyui_version,
         },
-        tuple(
-            note
-            for w, label in zip(workflows, labels, strict=True)
-            for note in _notes(w, label, len(workflows))
+        (
+            *(
+                f"{name} is a ComfyUI core type removed by ComfyUI {table.nodes[name].removed}"
+                for name in builtin
+                if table.nodes[name].removed
+            ),
+            *(
+                note
+                for w, label in zip(workflows, labels, strict=True)
+                for note in _notes(w, label, len(workflows))
+            ),
         ),
         online=lookup is not None,
     )
