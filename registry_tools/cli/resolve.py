@@ -22,7 +22,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="ComfyUI workflow: UI or API JSON, a PNG/WebP/video ComfyUI saved, or - (stdin)",
     )
     p.add_argument(
-        "--mappings", type=path, default=Path("node_mappings.json"), help="mappings file"
+        "--mappings",
+        type=path,
+        default=Path("node_mappings.json"),
+        help="mappings file (default node_mappings.json)",
     )
     p.add_argument("--json", action="store_true", help="the plan as JSON (for tools)")
     p.add_argument("--details", action="store_true", help="text: every type's candidates too")
@@ -35,7 +38,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="registry API (default: $REGISTRY_TOOLS_BASE_URL, else https://api.comfy.org)",
     )
     online.add_argument("--token", help="bearer token (default: $REGISTRY_TOOLS_TOKEN)")
-    online.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight")
+    online.add_argument(
+        "--concurrency", type=positive_int, default=4, help="requests in flight (default 4)"
+    )
     online.add_argument("--cassette", type=path, help="record or replay the look-up's traffic")
     online.add_argument(
         "--record-mode",
