@@ -75,7 +75,12 @@ class Row:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", default=DOCS, help="wheel, folder, or version of " + DOCS)
-    parser.add_argument("--templates", default=TEMPLATES, help="wheel, folder or version")
+    parser.add_argument(
+        "--templates",
+        action="append",
+        help="wheel, folder or version of " + TEMPLATES + " (default: the newest); repeat it "
+        "with older releases to date types earlier (the first one given is the current set)",
+    )
     parser.add_argument("--comfygit", default=None, help="wheel, folder or version of comfygit")
     parser.add_argument("--previous", type=Path, default=DATA_FILE, help="file to carry over")
     parser.add_argument("--output", type=Path, default=DATA_FILE)
@@ -83,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         docs = _unpacked(args.docs, DOCS, Path(scratch))
-        templates = _unpacked(args.templates, TEMPLATES, Path(scratch))
+        templates = [
+            _unpacked(spec, TEMPLATES, Path(scratch) / str(i))
+            for i, spec in enumerate(args.templates or [TEMPLATES])
+        ]
         comfygit = _unpacked(args.comfygit, COMFYGIT, Path(scratch)) if args.comfygit else None
         rows, header = build(docs, templates, comfygit, args.previous)
     text = render(rows, header)
@@ -111,7 +119,8 @@ def build(
     for name in documented:
         rows.setdefault(name, Row()).sources.add("docs")
     newest = "0.0.0"
-    for name, version in _template_evidence(templates[0]):
+    evidence = (pair for root, _ in templates for pair in _template_evidence(root))
+    for name, version in evidence:
         rows.setdefault(name, Row()).sources.add("templates")
         rows[name].seen_in(version)
         if version and _VERSION.match(version) and version_key(version) > version_key(newest):
@@ -133,7 +142,11 @@ def build(
                 row.removed = newest
         else:
             row.seen_in(old.introduced)
-    header = {"comfyui_version": newest, DOCS: docs_version, TEMPLATES: templates[1]}
+    header = {
+        "comfyui_version": newest,
+        DOCS: docs_version,
+        TEMPLATES: ", ".join(version for _, version in templates),
+    }
     if comfygit:
         header[COMFYGIT] = comfygit[1]
     return rows, header

@@ -36,6 +36,7 @@ def refresh_module():
 def test_the_shipped_table() -> None:
     table = builtin_table()
     assert len(table.nodes) >= 1000
+    assert table.header["comfyui-workflow-templates-json"] == "0.1.123, 0.1.0"
     assert table.nodes["Reroute"].kind == "frontend"
     assert {"MarkdownNote", "Note", "PrimitiveNode"} <= {
         n for n, t in table.nodes.items() if t.kind == "frontend"
@@ -123,19 +124,22 @@ def test_refresh_script_builds_the_table_from_its_sources(tmp_path: Path) -> Non
     assert refresh_module().main([*args, "--output", str(output), "--check"]) == 1
 
 
-def test_the_b_template_minimum_version_lowers_introduced(tmp_path: Path) -> None:
+def test_template_minimum_versions_and_older_releases_date_types_earlier(tmp_path: Path) -> None:
     docs, templates = write_sources(tmp_path)
     output = tmp_path / "out.tsv"
-    args = [
-        "--docs",
-        str(docs),
-        "--templates",
-        str(templates),
-        "--previous",
-        str(tmp_path / "none"),
-    ]
+    args = ["--docs", str(docs), "--templates", str(templates)]
+    args += ["--previous", str(tmp_path / "none")]
     assert refresh_module().main([*args, "--output", str(output)]) == 0
     assert parse_table(output.read_text()).nodes["KSampler"].introduced == "0.3.20"
+    older = tmp_path / "old-tpl"
+    (older / "templates").mkdir(parents=True)
+    node = {"id": 1, "type": "KSampler", "properties": {"cnr_id": "comfy-core", "ver": "0.2.0"}}
+    (older / "templates" / "old.json").write_text(json.dumps({"nodes": [node]}))
+    assert refresh_module().main([*args, "--templates", str(older), "--output", str(output)]) == 0
+    table = parse_table(output.read_text())
+    assert table.nodes["KSampler"].introduced == "0.2.0"
+    assert table.header["comfyui-workflow-templates-json"] == "1.2.3, unknown"
+    assert table.comfyui_version == "0.4.0"  # older releases never raise the coverage
 
 
 @pytest.mark.parametrize("bad", ["KSampler\tcore", "\n\n# only a comment\n"])
