@@ -10,7 +10,7 @@ from _resolve_fixtures import new_mappings, ui_node, ui_workflow
 from registry_tools.errors import UserError
 from registry_tools.resolve.builtins import builtin_table
 from registry_tools.resolve.plan import format_details, format_text
-from registry_tools.resolve.resolver import resolve_workflow
+from registry_tools.resolve.resolver import resolve_files, resolve_workflow
 
 
 @pytest.fixture
@@ -271,3 +271,20 @@ def test_a_removed_core_type_is_noted(mappings, monkeypatch) -> None:
     assert result.builtin == ("OldCore",)
     assert result.notes == ("OldCore is a ComfyUI core type removed by ComfyUI 0.4.0",)
     assert result.comfyui == {"saved_with": None, "sufficient": "0.1.0", "data_covers": "0.5.0"}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: resolve_files("w.json", "m.json"), "a list of paths"),
+        (lambda: resolve_files([], "m.json"), "no workflow"),
+        (lambda: resolve_files([3], "m.json"), "must be paths"),
+        (lambda: resolve_files(["w.json"], {"mappings": {}}), "mappings must be a path"),
+        (lambda: resolve_files(["w.json"], "m.json", combined="yes"), "combined"),
+        (lambda: resolve_files(["w.json"], "m.json", lookup="online"), "lookup must be"),
+        (lambda: resolve_workflow(ui_workflow(), new_mappings(), lookup=5), "lookup must be"),
+    ],
+)
+def test_resolve_files_checks_its_arguments_first(call, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        call()

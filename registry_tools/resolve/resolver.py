@@ -56,6 +56,7 @@ def resolve_workflow(
         raise UserError(f"mappings: not a node mappings document ({problem})")
     if not isinstance(label, str):
         raise UserError(f"label must be a string, got {type(label).__name__}")
+    _check_lookup(lookup)
     parsed = workflow if isinstance(workflow, Workflow) else read_document(workflow)
     return resolve([parsed], [label], MappingsView(mappings), lookup)
 
@@ -69,14 +70,28 @@ def resolve_files(
 ) -> list[Resolution]:
     """One plan per workflow file (or one for all with `combined`); every input is read and
     checked before anything is resolved."""
+    if isinstance(workflows, str | Path) or not isinstance(workflows, Sequence):
+        raise UserError("workflows must be a list of paths (or '-' for standard input)")
     if not workflows:
         raise UserError("no workflow given")
+    if not all(isinstance(w, str | Path) for w in workflows):
+        raise UserError("workflows must be paths (str or pathlib.Path)")
+    if not isinstance(mappings, str | Path):
+        raise UserError(f"mappings must be a path, got {type(mappings).__name__}")
+    if not isinstance(combined, bool):
+        raise UserError(f"combined must be True or False, got {combined!r}")
+    _check_lookup(lookup)
     loaded = [load_workflow(path) for path in workflows]
     view = MappingsView(load_mappings(Path(mappings), "--mappings"))
     labels = [str(path) for path in workflows]
     if combined:
         return [resolve(loaded, labels, view, lookup)]
     return [resolve([w], [label], view, lookup) for w, label in zip(loaded, labels, strict=True)]
+
+
+def _check_lookup(lookup: Any) -> None:
+    if lookup is not None and not callable(lookup):
+        raise UserError(f"lookup must be callable (an OnlineLookup) or None, got {lookup!r}")
 
 
 @dataclass
