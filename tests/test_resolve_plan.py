@@ -65,6 +65,7 @@ def test_aux_id_names_a_pack_outside_the_registry(mappings) -> None:
     packages = {p.package_id: p for p in result.packages}
     lonely = packages["manager_someone_lonely"]  # found by its repository, case-insensitively
     assert (lonely.source, lonely.version, lonely.download_url) == ("manager", "5f3a2c1", None)
+    assert lonely.notes == ("not installable from the registry: install from the repository",)
     elsewhere = packages["github:Owner/Elsewhere"]
     assert (elsewhere.source, elsewhere.version) == ("aux_id", "abc1234")
     assert elsewhere.repository == "https://github.com/Owner/Elsewhere"
@@ -95,6 +96,9 @@ def test_the_whole_workflow_is_covered_by_the_fewest_packs(mappings) -> None:
             ("ApplyInstantID", "InstantIDFaceAnalysis", "InstantIDModelLoader"),
         )
     }
+    assert (
+        result.packages[0].why == "provides 3 of the workflow's types: the fewest packs cover them"
+    )
     apply = next(t for t in result.types if t.node_type == "ApplyInstantID")
     assert apply.why == (
         "rank 2 of 2 candidates; comfyui_instantid also provides InstantIDFaceAnalysis, "

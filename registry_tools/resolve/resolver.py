@@ -349,32 +349,26 @@ def _plan(resolved, pins, planned, view: MappingsView) -> tuple[PlannedPackage, 
     packages = []
     for package_id in sorted(by_package):
         items = sorted(by_package[package_id], key=lambda t: t.node_type)
+        types = tuple(t.node_type for t in items)
         version, notes = _version(package_id, items, pins.get(package_id, set()), view)
         if package_id.startswith("github:"):
             repository = f"https://github.com/{package_id.removeprefix('github:')}"
-            entry = PlannedPackage(
-                package_id,
-                version,
-                None,
-                repository,
-                "aux_id",
-                tuple(t.node_type for t in items),
-                planned[package_id],
-                ("not in the mappings: install from the repository",),
-            )
+            notes.append("not in the mappings: install from the repository")
+            source, url = "aux_id", None
         else:
-            why = planned.get(package_id) or items[0].why
-            entry = PlannedPackage(
-                package_id,
-                version,
-                view.download_url(package_id, version),
-                view.repository(package_id),
-                view.source(package_id),
-                tuple(t.node_type for t in items),
-                why,
-                tuple(notes),
-            )
-        packages.append(entry)
+            repository, source = view.repository(package_id), view.source(package_id)
+            url = view.download_url(package_id, version)
+            if url is None and not view.installable(package_id):
+                notes.append("not installable from the registry: install from the repository")
+        if package_id in planned:
+            why = planned[package_id]
+        elif len(items) > 1:
+            why = f"provides {len(items)} of the workflow's types: the fewest packs cover them"
+        else:
+            why = items[0].why
+        packages.append(
+            PlannedPackage(package_id, version, url, repository, source, types, why, tuple(notes))
+        )
     return tuple(packages)
 
 
