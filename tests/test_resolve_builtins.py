@@ -15,6 +15,7 @@ from _resolve_fixtures import new_mappings
 from registry_tools.resolve.builtins import builtin_table, parse_table
 from registry_tools.resolve.reading import load_workflow
 from registry_tools.resolve.resolver import resolve_workflow
+from registry_tools.resolve.workflow import UUID
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "refresh_builtins.py"
 # The two official templates by a community author that use custom nodes without recording
@@ -145,3 +146,26 @@ def test_template_minimum_versions_and_older_releases_date_types_earlier(tmp_pat
 @pytest.mark.parametrize("bad", ["KSampler\tcore", "\n\n# only a comment\n"])
 def test_parse_table_tolerates_short_rows(bad: str) -> None:
     parse_table(bad)
+
+
+def test_the_table_agrees_with_the_pinned_templates() -> None:
+    """Every type an official template marks comfy-core is in the table, dated no later than
+    the template shows it (the table was built from this release and an older one)."""
+    from registry_tools.semver import version_key
+
+    table = builtin_table()
+    for path in template_files():
+        document = json.loads(path.read_text("utf-8"))
+        nodes = list(document["nodes"])
+        for subgraph in (document.get("definitions") or {}).get("subgraphs") or []:
+            nodes += subgraph.get("nodes") or []
+        for node in nodes:
+            props = node.get("properties") or {}
+            kind = node.get("type")
+            if props.get("cnr_id") != "comfy-core" or UUID.match(kind):
+                continue
+            row = table.nodes[kind]
+            assert "templates" in row.sources, kind
+            ver = props.get("ver")
+            if ver:
+                assert version_key(row.introduced) <= version_key(ver), (kind, ver)
