@@ -11,11 +11,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-import orjson
 import pytest
+from _registry_http import fetch, get, node_entry, post, url, version_entry
 from yarl import URL
 
 from registry_tools import files
@@ -24,34 +23,7 @@ from registry_tools.fetch import cache_file
 from registry_tools.registry.emulator import Emulator, Faults, running_emulator
 
 ODD_IDS = ["a/b", "..", "nœud-ü", "with space"]
-
-
-def _version(version: str, comfy: int = 1, **extra: Any) -> dict[str, Any]:
-    entry = {
-        "version": version,
-        "createdAt": "2024-05-01T10:00:05.32703Z",
-        "download_url": f"https://cdn.example/{quote(version)}.zip",
-        "dependencies": [],
-        "deprecated": False,
-        "metadata_cached": True,
-        "comfy_nodes": [{"comfy_node_name": f"N{i}", "input_types": "{}"} for i in range(comfy)],
-    }
-    entry.update(extra)
-    return entry
-
-
-def _node(node_id: str, versions: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    node = {
-        "id": node_id,
-        "name": f"Name of {node_id}",
-        "description": "",
-        "fully_cached": True,
-        "versions_cached_at": "2026-01-01T00:00:00Z",
-        "versions_cached_for": versions[0]["version"] if versions else "",
-        "versions_list": versions,
-    }
-    node.update(extra)
-    return node
+_version, _node, _url = version_entry, node_entry, url
 
 
 @pytest.fixture(scope="module")
@@ -83,28 +55,6 @@ def emu(cache):
         yield running
 
 
-def _url(base: str, *segments: str, **query: Any) -> URL:
-    """A URL with each path segment percent-encoded, kept verbatim (`..` is not resolved)."""
-    path = "/".join(quote(s, safe="") for s in segments)
-    url = URL(f"{base}/{path}", encoded=True)
-    return url.with_query({k: str(v) for k, v in query.items()}) if query else url
-
-
-async def _get(session: aiohttp.ClientSession, url: URL) -> tuple[int, Any, Any]:
-    async with session.get(url) as response:
-        return response.status, response.headers, orjson.loads(await response.read())
-
-
-def get(base: str, *segments: str, **query: Any) -> tuple[int, Any, Any]:
-    """GET one URL: (status, headers, JSON body)."""
-
-    async def run() -> tuple[int, Any, Any]:
-        async with aiohttp.ClientSession() as session:
-            return await _get(session, _url(base, *segments, **query))
-
-    return asyncio.run(run())
-
-
 # ---- endpoints -------------------------------------------------------------------------------
 
 
@@ -125,10 +75,17 @@ def test_nodes_pages(emu) -> None:
     assert get(emu.url, "nodes", page=4, limit=3)[2]["nodes"] == []
 
 
-@pytest.mark.parametrize("query", [{"page": 0}, {"page": "x"}, {"limit": 0}, {"limit": "-2"}])
+@pytest.mark.parametrize("query", [{"page": -1}, {"page": "x"}, {"limit": 0}, {"limit": "-2"}])
 def test_nodes_bad_paging_is_400(emu, query) -> None:
     status, _, body = get(emu.url, "nodes", **query)
     assert status == 400 and "must be" in body["message"]
+    assert body["error"] == "Bad Request"
+
+
+def test_page_0_is_page_1(emu) -> None:
+    assert get(emu.url, "nodes", page=0, limit=3)[2] == get(emu.url, "nodes", page=1, limit=3)[2]
+    path = ("nodes", "pack", "versions", "1.10.0", "comfy-nodes")
+    assert get(emu.url, *path, page=0)[2] == get(emu.url, *path, page=1)[2]
 
 
 def test_node_is_served_without_local_keys(emu, cache) -> None:
@@ -181,7 +138,7 @@ def test_listing_omits_some_download_urls_and_install_has_them(cache) -> None:
 
 
 def test_install(emu) -> None:
-    assert get(emu.url, "nodes", "pack", "install", version="0.1.0")[2]["downloadUrl"] is None
+    assert get(emu.url, "nodes", "pack", "install", version="0.1.0")[2]["downloadUrl"] == ""
     assert get(emu.url, "nodes", "pack", "install")[2]["version"] == "2.0.0-rc.1"  # newest
     assert get(emu.url, "nodes", "many", "install")[2]["version"] == "1.3.0"  # latest_version
     assert get(emu.url, "nodes", "gone-pack", "install")[0] == 404
@@ -200,9 +157,13 @@ def test_comfy_nodes_pages(emu) -> None:
     assert get(emu.url, *path, page=4, limit=50)[2]["comfy_nodes"] == []
 
 
-@pytest.mark.parametrize("version", ["2.0.0-rc.1", "2.0 beta/x"])
-def test_comfy_nodes_404_without_metadata(emu, version) -> None:
-    assert get(emu.url, "nodes", "pack", "versions", version, "comfy-nodes")[0] == 404
+def test_comfy_nodes_of_a_version_without_nodes_or_without_metadata(emu) -> None:
+    empty = get(emu.url, "nodes", "pack", "versions", "2.0.0-rc.1", "comfy-nodes")
+    assert empty[0] == 200 and empty[2] == {"comfy_nodes": [], "totalNumberOfPages": 0}
+    unknown = get(emu.url, "nodes", "pack", "versions", "2.0 beta/x", "comfy-nodes")
+    assert unknown[0] == 200 and unknown[2] == {"comfy_nodes": None, "totalNumberOfPages": 0}
+    missing = get(emu.url, "nodes", "pack", "versions", "9.9.9", "comfy-nodes")
+    assert missing[0] == 404 and missing[2]["error"] == "Not Found"
 
 
 def test_legacy_total_pages(cache) -> None:
@@ -234,6 +195,8 @@ def test_counters_and_stats(cache) -> None:
             "by_kind": {"node": 1, "nodes": 1, "versions": 1},
             "by_status": {"200": 2, "404": 1},
             "faults": {},
+            "rate_limited": 0,
+            "installs": 0,
         }
         assert emu.counters.as_dict() == expected
         assert get(emu.url, "_emulator", "stats")[2] == expected  # not counted itself
@@ -260,7 +223,7 @@ async def _outcome(session: aiohttp.ClientSession, base: str, key: int) -> str:
     """What one request saw: a status, or the kind of client error."""
     segments, query = KEYS[key]
     try:
-        return str((await _get(session, _url(base, *segments, **query)))[0])
+        return str((await fetch(session, _url(base, *segments, **query)))[0])
     except aiohttp.ClientPayloadError:
         return "truncated"
     except aiohttp.ServerDisconnectedError:
@@ -344,7 +307,7 @@ def test_latency_is_per_request_and_concurrent(cache) -> None:
     async def many(base: str) -> float:
         async with aiohttp.ClientSession() as session:
             start = time.perf_counter()
-            await asyncio.gather(*(_get(session, _url(base, "nodes")) for _ in range(10)))
+            await asyncio.gather(*(fetch(session, _url(base, "nodes")) for _ in range(10)))
             return time.perf_counter() - start
 
     with running_emulator(cache, Faults(latency_ms=200)) as emu:
@@ -430,3 +393,83 @@ def test_serve_on_a_taken_port_is_one_line(tmp_path, cache) -> None:
         out, err = process.communicate(timeout=20)
     assert process.returncode == 2 and out == ""
     assert err.startswith("registry-tools: error: --host/--port: ") and err.count("\n") == 1
+
+
+def _serving(*args: str) -> tuple[str, subprocess.Popen]:
+    """Start `serve` with `args`; (its URL, the process)."""
+    process = _serve(*args)
+    line = process.stdout.readline()
+    assert line.startswith("serving http://"), process.stderr.read()
+    return line.split()[1], process
+
+
+def _stop(process: subprocess.Popen) -> tuple[str, str]:
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    return out, err
+
+
+def test_serve_realistic_with_a_flag_overriding_the_preset(tmp_path, cache) -> None:
+    path = tmp_path / "cache.json"
+    path.write_bytes(files.dumps(cache))
+    base, process = _serving("--cache", str(path), "--realistic", "--rate-limit", "0")
+    try:
+        assert get(base, "nodes", "pack", "install", version="2.0.0-rc.1")[0] == 400
+        assert get(base, "nodes", "banned-pack")[0] == 403  # statuses enforced
+        advanced = post(base, "_emulator", "advance", body={"finish_pending": 1.0})
+        assert advanced[0] == 200 and "finished" in advanced[2]
+        statuses = [get(base, "nodes")[0] for _ in range(6)]
+    finally:
+        _, err = _stop(process)
+    assert statuses == [200] * 6  # --rate-limit 0 switched the preset's limit off
+    assert "installs: 1" in err and "rate-limited: 0" in err
+
+
+def test_serve_rate_limit_flags(tmp_path, cache) -> None:
+    path = tmp_path / "cache.json"
+    path.write_bytes(files.dumps(cache))
+    base, process = _serving(
+        "--cache", str(path), "--rate-limit", "0.01", "--rate-burst", "2", "--rate-retry-after", "3"
+    )
+    try:
+        answers = [get(base, "nodes") for _ in range(3)]
+    finally:
+        _, err = _stop(process)
+    assert [status for status, _, _ in answers] == [200, 200, 429]
+    assert answers[2][1]["Retry-After"] == "3"
+    assert "rate-limited: 1" in err
+
+
+def test_serve_on_every_interface_warns(tmp_path, cache) -> None:
+    path = tmp_path / "cache.json"
+    path.write_bytes(files.dumps(cache))
+    base, process = _serving("--cache", str(path), "--host", "0.0.0.0")
+    port = URL(base).port
+    try:
+        assert get(f"http://127.0.0.1:{port}", "nodes", "pack")[0] == 200
+    finally:
+        _, err = _stop(process)
+    assert "WARNING" in err and "every network interface" in err and "'0.0.0.0'" in err
+    _, process = _serving("--cache", str(path))
+    assert "WARNING" not in _stop(process)[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "70000"], "--port: must be a port from 0 to 65535, got 70000"),
+        (["--port", "-1"], "--port: must be 0 or more"),
+        (["--rate-burst", "0.5"], "Behaviour.rate_burst must be at least 1"),
+        (["--pending-share", "0.9", "--failed-share", "0.2"], "at most 1"),
+        (["--drift-rows", "two"], "--drift-rows: not an integer"),
+    ],
+)
+def test_serve_bad_numbers_are_one_line(tmp_path, cache, argv, message) -> None:
+    path = tmp_path / "cache.json"
+    path.write_bytes(files.dumps(cache))
+    process = _serve("--cache", str(path), *argv)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 2 and out == ""
+    assert err.startswith("registry-tools") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err

@@ -6,6 +6,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import pytest
 
 from registry_tools import clock, files
 from registry_tools.cli import main
+from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
 from registry_tools.registry import synth
 from registry_tools.semver import version_key
@@ -54,9 +56,20 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
     assert files.dumps(synth.generate(40, 4)) != first
 
 
-def test_rejects_no_nodes() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        synth.generate(0, 1)
+@pytest.mark.parametrize(
+    ("nodes", "seed", "message"),
+    [
+        (0, 1, "nodes must be from 1 to 25,000, got 0"),
+        (50_000_000, 1, "got 50,000,000"),
+        ("3", 1, "nodes must be an integer"),
+        (3.0, 1, "nodes must be an integer"),
+        (True, 1, "nodes must be an integer"),
+        (3, None, "seed must be an integer"),
+    ],
+)
+def test_generate_checks_its_arguments_first(nodes, seed, message) -> None:
+    with pytest.raises(UserError, match=message):
+        synth.generate(nodes, seed)
 
 
 def test_is_a_valid_cache_in_canonical_order(cache: dict[str, Any]) -> None:
@@ -88,7 +101,7 @@ def test_node_fields_and_local_keys(cache: dict[str, Any]) -> None:
             continue
         live = [v for v in node["versions_list"] if not v["deprecated"]] or node["versions_list"]
         assert latest["version"] == live[0]["version"]
-        assert latest["downloadUrl"] == live[0]["download_url"]
+        assert latest["downloadUrl"] == ""  # as the server sends it
         assert "comfy_nodes" not in latest and "download_url" not in latest
     repositories = [node["repository"] for node in cache["nodes"]]
     assert any(r.endswith(".git") for r in repositories)
@@ -99,12 +112,16 @@ def test_node_fields_and_local_keys(cache: dict[str, Any]) -> None:
     assert downloads[-1] > 20 * downloads[len(downloads) // 2]  # heavy tail
 
 
-def test_banned_node(cache: dict[str, Any]) -> None:
-    banned = [node for node in cache["nodes"] if node.get("versions_unavailable")]
-    assert len(banned) == 1
-    assert banned[0]["versions_unavailable"] == "banned"
-    assert banned[0]["status"] == "NodeStatusBanned"
-    assert banned[0]["versions_list"] == []
+def test_banned_and_deleted_nodes(cache: dict[str, Any]) -> None:
+    unavailable = [node for node in cache["nodes"] if node.get("versions_unavailable")]
+    banned = [node for node in unavailable if node["versions_unavailable"] == "banned"]
+    deleted = [node for node in unavailable if node["versions_unavailable"] == "not_found"]
+    assert len(banned) == 1 and len(deleted) == 3 and len(unavailable) == 4
+    assert {node["status"] for node in banned} == {"NodeStatusBanned"}
+    assert {node["status"] for node in deleted} == {"NodeStatusDeleted"}
+    assert all(node["versions_list"] == [] for node in unavailable)
+    statuses = {node["id"]: node["status"] for node in cache["nodes"]}
+    assert sum(status == "NodeStatusActive" for status in statuses.values()) == 296
 
 
 def test_version_counts_are_heavy_tailed(cache: dict[str, Any]) -> None:
@@ -251,7 +268,9 @@ def test_full_scale_is_fast_and_close_to_the_real_registry() -> None:
         for v in node["versions_list"][: synth.NEWEST_WITH_METADATA]
     )
     assert 120_000 <= newest <= 180_000
-    assert 5 <= sum(bool(n.get("versions_unavailable")) for n in cache["nodes"]) <= 15
+    unavailable = [n.get("versions_unavailable") for n in cache["nodes"]]
+    assert 5 <= unavailable.count("banned") <= 15
+    assert 20 <= unavailable.count("not_found") <= 40
     assert len(data) > 10_000_000
 
 
@@ -271,6 +290,8 @@ def test_cli_writes_the_same_cache(tmp_path, monkeypatch, capsys) -> None:
     [
         (["--nodes", "0", "--output", "x.json"], "--nodes: must be at least 1"),
         (["--nodes", "3", "--output", "/nonexistent/dir/x.json"], "does not exist"),
+        (["--nodes", "50000000", "--output", "x.json"], "--nodes: must be at most 25,000"),
+        (["--nodes", "3", "--output", "/dev/null"], "/dev/null: exists and is not a regular"),
     ],
 )
 def test_cli_bad_input_is_one_line(argv: list[str], message: str, capsys) -> None:
@@ -281,3 +302,13 @@ def test_cli_bad_input_is_one_line(argv: list[str], message: str, capsys) -> Non
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert Path("/dev/null").is_char_device() and not Path("x.json").exists()
+
+
+def test_cli_writes_to_standard_output(capsysbinary, monkeypatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767323045")
+    clock.pin(None)
+    assert main(["synth", "--nodes", "4", "--seed", "2", "--output", "-"]) == 0
+    captured = capsysbinary.readouterr()
+    assert captured.out == files.dumps(synth.generate(4, 2))
+    assert captured.err.startswith(b"wrote -: 4 nodes")

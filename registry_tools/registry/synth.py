@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from registry_tools import clock
+from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
 from registry_tools.registry.synth_comfy import attach_comfy_nodes, random_input_types
 from registry_tools.registry.synth_tables import (
@@ -26,6 +27,7 @@ from registry_tools.registry.synth_tables import (
     EPOCH,
     FIRST_RELEASES,
     LICENSES,
+    MAX_NODES,
     NON_SEMVER,
     OS,
     PRE_RELEASES,
@@ -47,8 +49,11 @@ NEWEST_WITH_METADATA = 10
 
 def generate(nodes: int, seed: int) -> dict[str, Any]:
     """A complete cache document with `nodes` packages; identical for identical arguments."""
-    if nodes < 1:
-        raise ValueError(f"nodes must be at least 1, got {nodes}")
+    for name, value in (("nodes", nodes), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"synth: {name} must be an integer, got {value!r}")
+    if not 1 <= nodes <= MAX_NODES:
+        raise UserError(f"synth: nodes must be from 1 to {MAX_NODES:,}, got {nodes:,}")
     rng = random.Random(seed)
     packages = _packages(rng, nodes)
     shared_specs = {name: random_input_types(rng) for name in SHARED_NAMES}
@@ -86,6 +91,10 @@ def _packages(rng: random.Random, count: int) -> list[Package]:
     banned = max(1 if count >= 50 else 0, round(count * 0.003))
     for package in rng.sample(packages, banned):
         package.banned = True
+    # Deleted packages are still in an older listing, but their versions answer 404.
+    deleted = max(1 if count >= 50 else 0, round(count * 0.01))
+    for package in rng.sample([p for p in packages if not p.banned], deleted):
+        package.deleted = True
     for name in SHARED_NAMES[: max(1, count // 30)]:
         for package in rng.sample(packages, min(count, rng.randint(2, 5))):
             package.shared_names.append(name)
@@ -138,25 +147,27 @@ def _node(
         "downloads": _heavy_int(rng, 40, 0.9, 5_000_000),
         "github_stars": 0 if rng.random() < 0.15 else _heavy_int(rng, 8, 0.8, 90_000),
         "publisher": {"id": package.author.lower(), "name": package.author},
-        "status": _node_status(rng, package),
+        "status": _node_status(package),
         "category": rng.choice(CATEGORIES),
         "created_at": _go_time(rng, created),
         "fully_cached": True,
         "versions_cached_at": fetched_at,
         "versions_cached_for": latest["version"] if latest else "",
-        "versions_list": [] if package.banned else versions,
+        "versions_list": [] if package.banned or package.deleted else versions,
     }
     if latest:
         node["latest_version"] = latest
     if package.banned:
         node["versions_unavailable"] = "banned"
+    elif package.deleted:
+        node["versions_unavailable"] = "not_found"
     return node
 
 
-def _node_status(rng: random.Random, package: Package) -> str:
+def _node_status(package: Package) -> str:
     if package.banned:
         return "NodeStatusBanned"
-    return "NodeStatusDeleted" if rng.random() < 0.01 else "NodeStatusActive"
+    return "NodeStatusDeleted" if package.deleted else "NodeStatusActive"
 
 
 def _display_name(rng: random.Random, words: list[str]) -> str:
@@ -198,7 +209,8 @@ def _latest(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     newest = next((v for v in versions if not v["deprecated"]), versions[0])
     server = {k: v for k, v in newest.items() if k not in cache_file.VERSION_LOCAL_KEYS}
-    server["downloadUrl"] = server.pop("download_url")
+    del server["download_url"]
+    server["downloadUrl"] = ""  # the listing's latest_version never carries the URL
     return server
 
 

@@ -13,6 +13,9 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
+# The most packages `generate` makes: about five times the real registry (about 5,100 in 2026);
+# more would take minutes and gigabytes for no test or benchmark that needs it.
+MAX_NODES = 25_000
 EPOCH = datetime(2023, 6, 1, tzinfo=UTC)
 SPAN_DAYS = 820
 
@@ -151,4 +154,5 @@ class Package:
     author: str
     version_count: int
     banned: bool = False
+    deleted: bool = False
     shared_names: list[str] = field(default_factory=list)
