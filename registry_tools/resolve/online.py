@@ -3,8 +3,9 @@
 Per unknown type, two reads: `GET /comfy-nodes/{name}/node` (the package the registry prefers
 for that class; 404 = none) and `GET /nodes/search?comfy_node_search={name}` (every package
 that provides it). The preferred package ranks first, the others follow in the search's order.
-For a package the mappings do not hold, `GET /nodes/{id}/versions/{v}` of its latest version
-gives the download URL (the listing's is empty, and `/install` has side effects). Those
+For a package the mappings do not hold, `GET /nodes/{id}/versions` gives its newest
+installable version (and `GET /nodes/{id}/versions/{v}` its download URL when the listing
+omits it; never `/install`, which has side effects). Those
 packages join the view with `source: "online"`, so the plan marks them. A type whose reads
 failed is reported as such, never as "nothing found". Recording and replay go through
 cassettes at the front door (`registry_tools.replay.cassettes.use_cassette`).
@@ -21,6 +22,7 @@ from urllib.parse import quote
 from registry_tools.errors import UserError
 from registry_tools.fetch.client import FetchError, RegistryClient, RetryPolicy
 from registry_tools.resolve.candidates import Candidate, MappingsView
+from registry_tools.semver import newest_first
 
 SEARCH_LIMIT = 20
 
@@ -69,6 +71,8 @@ class OnlineLookup:
                 candidates = []
                 for rank, node in enumerate(nodes, 1):
                     version = await self._add(client, node, view)
+                    if node["id"] in self.failures:
+                        self.failures.setdefault(name, self.failures[node["id"]])
                     candidates.append(
                         Candidate(node["id"], rank, version, (version,) if version else ())
                     )
@@ -103,18 +107,7 @@ class OnlineLookup:
         if package_id in view.packages:
             installable = view.installable(package_id)
             return installable[0] if installable else None
-        latest = node.get("latest_version") if isinstance(node.get("latest_version"), dict) else {}
-        version = latest.get("version") if isinstance(latest.get("version"), str) else None
-        meta: dict[str, Any] = {}
-        if version:
-            try:
-                answer = await client.get(
-                    f"/nodes/{quote(package_id, safe='')}/versions/{quote(version, safe='')}",
-                    accept=(403, 404),
-                )
-                meta = answer.data if isinstance(answer.data, dict) else {}
-            except FetchError as exc:
-                self.failures.setdefault(package_id, exc.reason)
+        version, meta = await self._newest_installable(client, package_id)
         view.packages[package_id] = {
             "display_name": node.get("name"),
             "repository": node.get("repository"),
@@ -122,6 +115,43 @@ class OnlineLookup:
             "versions": {version: _version_record(meta)} if version else {},
         }
         return version
+
+    async def _newest_installable(
+        self, client: RegistryClient, package_id: str
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The newest active, non-deprecated version and its record (with download URL).
+
+        Not the Node's `latest_version`: that is the latest upload of any status, perhaps
+        deprecated or banned, and is listed without a download URL."""
+        path = f"/nodes/{quote(package_id, safe='')}/versions"
+        try:
+            listed = await client.get(path, accept=(403, 404))
+            versions = (
+                [v for v in listed.data or [] if _usable(v)]
+                if isinstance(listed.data, list)
+                else []
+            )
+            if not versions:
+                return None, {}
+            newest = newest_first([v["version"] for v in versions])[0]
+            meta = next(v for v in versions if v["version"] == newest)
+            if not meta.get("downloadUrl") and not meta.get("download_url"):
+                answer = await client.get(f"{path}/{quote(newest, safe='')}", accept=(403, 404))
+                meta = answer.data if isinstance(answer.data, dict) else meta
+            return newest, meta
+        except FetchError as exc:
+            self.failures.setdefault(package_id, f"{package_id}: {exc.reason}")
+            return None, {}
+
+
+def _usable(version: Any) -> bool:
+    """A listed version that may be installed: active (or no status), not deprecated."""
+    return (
+        isinstance(version, dict)
+        and isinstance(version.get("version"), str)
+        and version.get("deprecated") is not True
+        and version.get("status") in (None, "NodeVersionStatusActive")
+    )
 
 
 def _version_record(meta: dict[str, Any]) -> dict[str, Any]:

@@ -334,9 +334,10 @@ def _options(
             )
         else:
             listed = ", ".join(c.package_id for c in match.candidates)
-            resolved[name] = _unresolved(
-                item, "not_installable", f"{REASONS['not_installable']}: {listed}"
-            )
+            detail = f"{REASONS['not_installable']}: {listed}"
+            if name in failures:
+                detail += f"; the online look-up failed ({failures[name]})"
+            resolved[name] = _unresolved(item, "not_installable", detail)
     return options
 
 
