@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from registry_tools.cli.args import add_log_level, path, positive_int
+from registry_tools.cli.args import add_log_level, add_registry_access, path, positive_int
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -33,11 +33,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="-", help="file to write the plan to (default - = stdout)")
     online = p.add_argument_group("live look-up of types the mappings do not know")
     online.add_argument("--online", action="store_true", help="ask the registry about them")
-    online.add_argument(
-        "--base-url",
-        help="registry API (default: $REGISTRY_TOOLS_BASE_URL, else https://api.comfy.org)",
-    )
-    online.add_argument("--token", help="bearer token (default: $REGISTRY_TOOLS_TOKEN)")
+    add_registry_access(online)
     online.add_argument(
         "--concurrency", type=positive_int, default=4, help="requests in flight (default 4)"
     )
