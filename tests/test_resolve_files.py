@@ -16,6 +16,7 @@ from PIL import Image, PngImagePlugin
 
 from registry_tools import files
 from registry_tools.cli import main
+from registry_tools.errors import UserError
 from registry_tools.resolve.reading import load_workflow
 
 WORKFLOW = ui_workflow(ui_node(1, "Sharpen", cnr_id="hakuimg"), ui_node(2, "KSampler"))
@@ -202,3 +203,10 @@ def test_zlib_bomb_sized_chunks_are_not_trusted(tmp_path: Path) -> None:
     data = (tmp_path / "p.png").read_bytes()
     (tmp_path / "p.png").write_bytes(data[:8] + chunk + data[8:])
     assert load_workflow(tmp_path / "p.png").format == "api"
+
+
+def test_other_binary_files_are_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (2, 2)).save(path, format="JPEG")
+    with pytest.raises(UserError, match="neither JSON nor an image, video or sound format"):
+        load_workflow(path)

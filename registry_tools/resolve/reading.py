@@ -16,6 +16,7 @@ from registry_tools.resolve.images import KEYS, embedded_texts, is_media
 from registry_tools.resolve.workflow import Workflow, read_document
 
 BOM = b"\xef\xbb\xbf"
+_JSON_STARTS = {bytes([c]) for c in b'{["-0123456789tfn'} | {b""}
 
 
 def load_workflow(path: Path | str, what: str = "workflow") -> Workflow:
@@ -40,6 +41,11 @@ def _read(handle: BinaryIO, where: str) -> Workflow:
     handle.seek(0)
     if is_media(head):
         return _embedded(handle, where)
+    if head.removeprefix(BOM).lstrip()[:1] not in _JSON_STARTS:
+        raise UserError(
+            f"{where}: neither JSON nor an image, video or sound format ComfyUI saves "
+            "workflows in (PNG, WebP, MP4/MOV, WebM/MKV, FLAC, Ogg, MP3)"
+        )
     document = _json(handle.read().removeprefix(BOM), where)  # the bytes are freed here
     return read_document(document, where)
 
