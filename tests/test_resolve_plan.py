@@ -292,3 +292,25 @@ def test_a_removed_core_type_is_noted(mappings, monkeypatch) -> None:
 def test_resolve_files_checks_its_arguments_first(call, message: str) -> None:
     with pytest.raises(UserError, match=message):
         call()
+
+
+def test_alias_chains_and_the_builders_reasons(mappings) -> None:
+    mappings["package_aliases"] = {
+        "oldest-haku": "old-haku",
+        "old-haku": "hakuimg",
+        "a": "b",
+        "b": "a",
+    }
+    mappings["packages"]["hakuimg"]["unavailable_versions"]["1.1.0"]["reasons"] = [
+        "banned",
+        "no_download_url",
+    ]
+    workflow = ui_workflow(
+        ui_node(1, "Blur", cnr_id="oldest-haku", ver="1.1.0"), ui_node(2, "Sharpen", cnr_id="a")
+    )
+    (package,) = resolve_workflow(workflow, mappings).packages
+    assert (package.package_id, package.node_types) == ("hakuimg", ("Blur", "Sharpen"))
+    assert package.notes == (
+        "the workflow records version 1.1.0, which is banned, no download url; "
+        "newest installable instead",
+    )

@@ -50,12 +50,7 @@ class MappingsView:
         self.packages: dict[str, dict[str, Any]] = {
             k: v for k, v in mappings["packages"].items() if isinstance(v, dict)
         }
-        aliases = mappings.get("package_aliases")
-        self.aliases: dict[str, str] = {
-            str(k): v
-            for k, v in (aliases.items() if isinstance(aliases, dict) else ())
-            if isinstance(v, str) and v in self.packages
-        }
+        self.aliases = _resolved_aliases(mappings.get("package_aliases"), self.packages)
         self._by_type: dict[str, list[str]] | None = None
 
     # ---- packages -------------------------------------------------------------------------
@@ -132,6 +127,9 @@ class MappingsView:
             return None
         if not isinstance(meta, dict):
             return "not installable"
+        reasons = meta.get("reasons")  # newer files say why, in the builder's words
+        if isinstance(reasons, list) and reasons and all(isinstance(r, str) for r in reasons):
+            return ", ".join(r.replace("_", " ") for r in reasons)
         if meta.get("deprecated") is True:
             return "deprecated"
         if isinstance(meta.get("status"), str) and meta["status"] != "NodeVersionStatusActive":
@@ -206,6 +204,25 @@ class MappingsView:
         return tuple(
             _candidate(p, rank, newest_first(versions[p])) for rank, p in enumerate(order, 1)
         )
+
+
+def _resolved_aliases(aliases: Any, packages: dict[str, Any]) -> dict[str, str]:
+    """{legacy id: package id}, chains followed (`a -> b -> c`), loops and aliases whose end
+    is no package of the file dropped."""
+    table = {
+        k: v
+        for k, v in (aliases.items() if isinstance(aliases, dict) else ())
+        if isinstance(v, str)
+    }
+    resolved = {}
+    for alias in table:
+        target, seen = table[alias], {alias}
+        while target not in packages and target in table and target not in seen:
+            seen.add(target)
+            target = table[target]
+        if target in packages:
+            resolved[alias] = target
+    return resolved
 
 
 def _rank(entry: dict[str, Any]) -> int:
