@@ -80,6 +80,8 @@ def test_old_node_versions_pin_and_prefer_a_pack(mappings) -> None:
     assert plan_of(result) == {"hakuimg": ("1.0.0", ("Blur",))}
     assert "extra.node_versions (HakuImg)" in result.types[0].why
     assert result.comfyui["saved_with"] == "0.3.10"
+    commit = ui_workflow(ui_node(1, "Blur"), extra={"node_versions": {"comfy-core": "5f3a2c1d"}})
+    assert resolve_workflow(commit, mappings).comfyui["saved_with"] is None
 
 
 def test_the_whole_workflow_is_covered_by_the_fewest_packs(mappings) -> None:

@@ -14,6 +14,7 @@ installable, else the newest that matches), and the plan (`plan`).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from registry_tools.resolve.workflow import Workflow, WorkflowNode, read_documen
 from registry_tools.semver import newest_first, version_key
 
 CORE = "comfy-core"
+_RELEASE = re.compile(r"^v?\d+\.\d+\.\d+")
 # A live look-up: unknown node types -> their candidates, after adding the packages it found
 # to the view (`online.OnlineLookup`).
 Lookup = Callable[[list[str], MappingsView], dict[str, tuple[Candidate, ...]]]
@@ -218,7 +220,7 @@ def _collect(workflows: Sequence[Workflow]) -> tuple[dict[str, _Type], str | Non
                 item.inputs.setdefault(node.inputs)
     if CORE in node_versions:
         core_versions.add(node_versions[CORE])
-    dated = [v.lstrip("v") for v in core_versions if v[:1].isdigit() or v[:2] == "v0"]
+    dated = [v.lstrip("v") for v in core_versions if _RELEASE.match(v)]  # not git commits
     return types, max(dated, key=version_key) if dated else None, node_versions
 
 
