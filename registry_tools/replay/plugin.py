@@ -119,7 +119,10 @@ def _cassette_session(request: pytest.FixtureRequest, mode: str) -> Iterator[Any
     try:
         from registry_tools.replay import cassettes
     except ImportError as exc:
-        _fail(f"registry cassettes need vcrpy>=9.4 and aiohttp (pip install registry-tools): {exc}")
+        _fail(
+            f"registry cassettes cannot load ({exc}): they need vcrpy>=9.4.2,<10 and "
+            "aiohttp>=3.10.0, the versions registry-tools declares"
+        )
     if mode == "none":
         guard: AbstractContextManager = blocked_network(
             plugin_options.replay_policy(request.node, mode)
