@@ -9,7 +9,6 @@ long for a file system keeps a readable head and a hash of the whole.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import pytest
@@ -28,6 +27,8 @@ def safe_file_name(name: str) -> str:
         safe = safe.replace(".", "-") or "-"
     if len(safe.encode()) <= _MAX_BYTES:
         return safe
+    import hashlib  # rarely needed: kept out of every pytest start
+
     digest = hashlib.sha1(name.encode()).hexdigest()[:12]
     head = safe.encode()[:_HEAD].decode(errors="ignore")
     return f"{head}~{digest}"

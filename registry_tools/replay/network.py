@@ -19,7 +19,6 @@ on Windows it is a loopback connection, and asyncio builds every event loop's se
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import re
 import socket
 import threading
@@ -105,6 +104,8 @@ def _host_port(address: Any) -> tuple[str, int]:
 
 
 def _is_loopback(host: str) -> bool:
+    import ipaddress  # only when a guard checks a connection: kept out of every pytest start
+
     if host == "localhost":
         return True
     try:
