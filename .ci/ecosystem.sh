@@ -31,10 +31,11 @@ footprint() {  # "N distributions, M MB" of a venv: pip list (pip itself include
 }
 
 coexistence() {
-    # The machine's packages (pytest, aiohttp, vcrpy, ...) plus the two neighbour plugins.
-    "$PYTHON" -m venv --system-site-packages "$WORK/coexist"
-    "$WORK/coexist/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
-    "$WORK/coexist/bin/python" -m pip install --quiet pytest-recording syrupy
+    # registry-tools (core), pytest and the two neighbour plugins, nothing else.
+    "$PYTHON" -m venv "$WORK/coexist"
+    "$WORK/coexist/bin/python" -m pip install --quiet --upgrade pip
+    "$WORK/coexist/bin/python" -m pip install --quiet -e "$ROOT" pytest pytest-timeout \
+        pytest-recording syrupy
     "$WORK/coexist/bin/python" -m pip show pytest-recording syrupy | grep -E '^(Name|Version)'
     REGISTRY_TOOLS_COEXISTENCE=1 "$WORK/coexist/bin/python" -m pytest -q -p no:cacheprovider \
         "${PLUGIN_TESTS[@]}"
