@@ -58,28 +58,30 @@ def measure(repeat: int, env: dict[str, str], cwd: Path) -> dict[str, float | st
     }
 
 
-def pytest_start(repeat: int, env: dict[str, str], cwd: Path, *extra: str) -> float:
-    """Median wall time of `pytest --collect-only -q` in an empty project."""
-    times = []
+def pytest_start(repeat: int, env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Median wall times (ms) of `pytest --collect-only -q` in an empty project, with the
+    plugin and without it, run alternately so that the machine's drift hits both alike."""
+    runs: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(repeat):
-        begin = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-            + list(extra),
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-        )
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times) * 1000
+        for loaded in (True, False):
+            extra = [] if loaded else ["-p", "no:registry_tools"]
+            begin = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+                + extra,
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+            )
+            runs[loaded].append(time.perf_counter() - begin)
+    return statistics.median(runs[True]) * 1000, statistics.median(runs[False]) * 1000
 
 
 def report(label: str, env: dict[str, str], repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-plugin-") as empty:
         cwd = Path(empty)
         figures = measure(repeat, env, cwd)
-        with_plugin = pytest_start(repeat, env, cwd)
-        without = pytest_start(repeat, env, cwd, "-p", "no:registry_tools")
+        with_plugin, without = pytest_start(repeat, env, cwd)
     print(f"{label}:")
     print(f"  import registry_tools.replay.plugin  {figures['import_ms']:7.1f} ms (perf_counter)")
     print(f"  -X importtime cumulative            {figures['importtime_ms']:7.1f} ms")
