@@ -66,25 +66,16 @@ def test_options_coexist_with_the_neighbours_options(tmp_path: Path, ours_first:
     plugins = ours + theirs if ours_first else theirs + ours
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(fakes)}
     command = [sys.executable, "-m", "pytest", *plugins, "-s", "-q", "-p", "no:cacheprovider"]
-    run = subprocess.run(
-        [*command, "--record-mode", "once", "--snapshot-update", "test_mode.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+
+    def pytest_run(*options: str) -> subprocess.CompletedProcess:
+        argv = [*command, *options, "test_mode.py"]
+        return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    run = pytest_run("--record-mode", "once", "--snapshot-update")
     assert run.returncode == 0, run.stdout + run.stderr
-    # their options reach our fixtures as fallbacks
-    assert "MODE once False" in run.stdout
-    # and ours stay reachable under their namespaced names
-    run = subprocess.run(
-        [*command, "--registry-record-mode", "all", "--registry-snapshot-update", "test_mode.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert "MODE all True" in run.stdout, run.stdout + run.stderr
+    assert "MODE once False" in run.stdout  # their options reach our fixtures as fallbacks
+    run = pytest_run("--registry-record-mode", "all", "--registry-snapshot-update")
+    assert "MODE all True" in run.stdout, run.stdout + run.stderr  # ours under their names
 
 
 def _require(module: str) -> None:
