@@ -18,7 +18,8 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 PLUGIN_TESTS=(tests/test_pytest_plugin.py tests/test_plugin_snapshots.py
     tests/test_plugin_coexistence.py)
-FLOOR_TESTS=(tests/test_client.py tests/test_emulator.py tests/test_phases.py
+FLOOR_TESTS=(tests/test_client.py tests/test_emulator.py tests/test_behaviours.py tests/test_reads.py
+    tests/test_serve.py tests/test_churn.py tests/test_phases.py
     tests/test_cassettes.py tests/test_cache_cli.py tests/test_cli_manners.py "${PLUGIN_TESTS[@]}")
 MAX_CORE_DISTRIBUTIONS=40
 
