@@ -1,22 +1,24 @@
 """What each notebook does, as library functions: the notebooks only show a panel for them.
 
 A step takes the notebook's `Parameters` and a progress `Reporter`, does its work through the
-same library calls as the CLI (`phases.run_cache`, `mappings.build_mappings`,
-`resolve.resolve_workflow`) and returns a `StepResult`: a compact summary table, detail
-tables and matplotlib figures, which it also saves as PNG next to its data files.
+same library calls as the CLI (`run_cache_async`, `build_mappings`, `resolve_workflow`) and
+returns a `StepResult`: a compact summary table, detail tables, data for exploration and
+matplotlib figures, which it also saves as PNG next to its data files. `Step.uses` names the
+parameters a step uses: the notebook's parameters cell declares exactly those, and its panel
+shows a control for each one that has one.
 
 Paths in the parameters are relative to `output_dir`, so the five notebooks chain through
 one directory: 01 writes `cache.json`, 02 and 03 extend it, 04 writes `node_mappings.json`,
 05 resolves a workflow against it. A step whose input file is missing first builds it from
-the earlier phases, so each notebook also runs on its own.
+the earlier phases, so each notebook also runs on its own; the fetch options of an earlier
+phase come from the cassette set's recording (04 and 05 replay the bundled sample).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,148 +35,49 @@ from registry_tools.fetch.options import (
     CacheOptions,
     RunSummary,
 )
-from registry_tools.fetch.run import run_cache
+from registry_tools.fetch.run import run_cache_async
 from registry_tools.mappings.build import PHASE as PHASE_MAPPINGS
 from registry_tools.mappings.build import MappingsOptions, build_mappings
 from registry_tools.mappings.load import load_mappings
-from registry_tools.notebooks import plots, stats
+from registry_tools.notebooks import cancel, plots, stats
+from registry_tools.notebooks.cassette_sets import (
+    StagedRecording,
+    describe,
+    fixed_options,
+    phase_options,
+    to_fetch,
+)
+from registry_tools.notebooks.results import StepResult
+from registry_tools.notebooks.settings import Parameters, bundled_cassette_dir
 from registry_tools.progress import Reporter
-from registry_tools.replay.cassettes import bundled_cassettes, phase_cassettes
+from registry_tools.replay.cassettes import MANIFEST, phase_cassettes
 from registry_tools.replay.recording import REPLAY_BACKOFF, check_replayable
 from registry_tools.resolve.builtins import builtin_nodes
 from registry_tools.resolve.resolver import Resolution, resolve_workflow
 
-# Fetch options each phase sends to the registry: replaying cassettes needs the recorded ones.
+__all__ = ["Parameters", "Step", "StepResult", "bundled_cassette_dir", "fetch"]
+
 MISSING_TYPE = "NotInTheRegistry"  # the demo workflow's deliberately unresolvable node
-
-
-def bundled_cassette_dir() -> Path:
-    """The bundled `sample` cassettes, wherever the kernel's working directory is."""
-    return bundled_cassettes("sample")
-
-
-@dataclass(frozen=True)
-class Parameters:
-    """A notebook's parameters (its `parameters` cell), as the steps and the panel use them.
-
-    The fields without defaults are in every notebook, so `run-all -p concurrency 4` means
-    the same everywhere; the path fields are only in the notebooks that use them.
-    """
-
-    concurrency: int
-    max_versions: int  # newest N versions per node get metadata and feed mappings; -1 = all
-    nodes_per_page: int
-    pages: int  # listing pages to fetch; 0 = all
-    checkpoint_interval: int
-    base_url: str
-    cassette_dir: str | None  # None = the bundled cassettes/sample (replay only)
-    record_mode: str  # a vcrpy record mode: none = replay, offline
-    output_dir: str
-    input_cache: str | None = None
-    output_cache: str | None = None
-    output_mappings: str | None = None
-    input_mappings: str | None = None
-    workflow: str | None = None  # None = a demo workflow built from the mappings
-    output_resolution: str | None = None
-
-    @classmethod
-    def from_namespace(cls, namespace: Mapping[str, Any]) -> Parameters:
-        """Pick this class's fields out of a notebook's globals (after the parameters cell)."""
-        values = {f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace}
-        missing = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name not in values and f.default is dataclasses.MISSING
-        ]
-        if missing:
-            raise UserError(f"the parameters cell lacks {', '.join(missing)}")
-        return cls(**values)
-
-    def directory(self) -> Path:
-        """`output_dir`, absolute and created."""
-        directory = Path(self.output_dir).expanduser().resolve()
-        directory.mkdir(parents=True, exist_ok=True)
-        return directory
-
-    def path(self, name: str | None, what: str) -> Path:
-        """A path parameter, relative to `output_dir`."""
-        if not name:
-            raise UserError(f"parameter {what!r} is not set")
-        return self.directory() / Path(name).expanduser()
-
-    def cassettes(self) -> Path:
-        return Path(self.cassette_dir).expanduser() if self.cassette_dir else bundled_cassette_dir()
-
-
-@dataclass
-class StepResult:
-    """What a step shows: summary rows, detail tables, figures, and what failed."""
-
-    title: str
-    summary: dict[str, Any]
-    figures: dict[str, Figure] = field(default_factory=dict)
-    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def problem(self) -> str:
-        more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-        return f"{self.title}: {len(self.failures)} items failed: {self.failures[0]}{more}"
-
-    def html(self) -> str:
-        """The summary table (class `registry-summary`), then the detail tables."""
-        rows = [{"": key, "value": value} for key, value in self.summary.items()]
-        parts = [f"<h4>{html.escape(self.title)}</h4>", _table(rows, "registry-summary")]
-        tables = dict(self.tables)
-        if self.failures:
-            tables["failures (retried by the next run)"] = [{"failed": f} for f in self.failures]
-        for title, table in tables.items():
-            parts += [f"<h5>{html.escape(title)}</h5>", _table(table, "registry-detail")]
-        return "\n".join(parts)
-
-    def show(self) -> None:
-        """Display the tables and the figures in the current output."""
-        from IPython.display import HTML, Image, display
-
-        display(HTML(self.html()))
-        for figure in self.figures.values():
-            display(Image(data=plots.png_bytes(figure), format="png"))
-
-    def save_figures(self, directory: Path, prefix: str) -> None:
-        """Write each figure as `<prefix>-<name>.png` and list the files in the summary."""
-        for name, figure in self.figures.items():
-            path = directory / f"{prefix}-{name}.png"
-            files.write_atomic(path, plots.png_bytes(figure))
-            self.summary[f"plot {name}"] = str(path)
-
-
-def _table(rows: list[dict[str, Any]], css_class: str) -> str:
-    if not rows:
-        return "<p><em>nothing to show</em></p>"
-    columns = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in columns) + "</tr>"
-        for row in rows
-    )
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+# Which notebook chooses each fetch option, for the message when another one needs it.
+CHOSEN_IN = {"nodes_per_page": "01_nodes", "pages": "01_nodes", "max_versions": "03_metadata"}
 
 
 @dataclass(frozen=True)
 class Step:
-    """A notebook's work and the progress bars (phases) it reports to."""
+    """A notebook's work, the progress bars (phases) it reports to, the parameters it uses."""
 
     run: Callable[[Parameters, Reporter], StepResult]
     phases: tuple[str, ...]
+    uses: tuple[str, ...]
 
     def __call__(self, params: Parameters, reporter: Reporter) -> StepResult:
         return self.run(params, reporter)
 
 
 # ---- phases 1-3 ----------------------------------------------------------------------------
+
+CASSETTE_PARAMETERS = ("base_url", "cassette_dir", "record_mode")
+CACHE_PATHS = ("output_dir", "input_cache", "output_cache")
 
 
 def _fetch_step(phase: str) -> Callable[[Parameters, Reporter], StepResult]:
@@ -187,18 +90,35 @@ def _fetch_step(phase: str) -> Callable[[Parameters, Reporter], StepResult]:
         if source is not None and not source.is_file():
             source = None
         wanted = {phase} if number == 1 or source else set(PHASES[:number])
-        summary, cache = fetch(params, wanted, source, output, reporter)
+        fetched = fetch(params, wanted, source, output, reporter)
+        summary = fetched.summary
+        title = f"{', '.join(p for p in PHASES if p in wanted)} ({_mode(params)})"
         result = StepResult(
-            f"{', '.join(p for p in PHASES if p in wanted)} ({_mode(params)})",
-            _cache_summary(params, summary),
+            title,
+            _cache_summary(params, fetched),
             failures=list(summary.failures),
+            notes=fetched.notes,
+            headline=f"{title}: {summary.text()}",
+            data=_cache_data(summary, fetched.cache),
         )
-        result.figures = _PHASE_FIGURES[phase](summary, cache)
+        result.figures = _PHASE_FIGURES[phase](summary, fetched.cache)
         result.figures["requests"] = plots.requests_over_time(summary.timeline)
         result.save_figures(params.directory(), f"{number:02d}_{phase.split('-')[1]}")
         return result
 
     return step
+
+
+@dataclass
+class Fetched:
+    """What `fetch` did: the run's summary, the cache it wrote, the fetch options it used
+    (and which of them the recording fixed), notes for the reader."""
+
+    summary: RunSummary
+    cache: dict[str, Any]
+    options: dict[str, Any]
+    fixed: set[str]
+    notes: list[str]
 
 
 def fetch(
@@ -207,55 +127,140 @@ def fetch(
     source: Path | None,
     output: Path,
     reporter: Reporter,
-) -> tuple[RunSummary, dict[str, Any]]:
-    """Run the wanted phases through cassettes; the run summary and the cache it wrote."""
-    directory = params.cassettes()
-    if params.record_mode != "none" and not params.cassette_dir:
+) -> Fetched:
+    """Run the wanted phases through cassettes, recording or replaying.
+
+    Replaying uses the fetch options the recording fixed; recording goes to a scratch copy of
+    `cassette_dir` that replaces it only when the run succeeded (`StagedRecording`).
+    """
+    if not params.replay and not params.cassette_dir:
         raise UserError(
             f"record_mode {params.record_mode!r} would overwrite the bundled cassettes; "
             "set cassette_dir to a directory of your own to record"
         )
-    replay = params.record_mode == "none"
-    options = CacheOptions(
+    directory = params.cassettes()
+    recorded = _recorded(params, directory)
+    options = _cache_options(params, phases, source, output, recorded)
+    chosen = {name: getattr(options, name) for name in phase_options(phases)}
+    ordered = [phase for phase in PHASES if phase in phases]
+    if params.replay:
+        check_replayable(directory, options)
+        summary = _run(options, reporter, phase_cassettes(directory, "none"))
+        notes = []
+    else:
+        with StagedRecording(directory, options.base_url, chosen) as staged:
+            context = phase_cassettes(staged.directory, params.record_mode, staged.dataset)
+            summary = _run(options, reporter, context)
+            note = (
+                staged.keep(ordered)
+                if summary.ok
+                else f"the recording had failures, so the cassettes in {directory} were left "
+                "as they were"
+            )
+        notes = [note] if note else []
+    cache = cache_file.load_cache(output) if summary.written else {"nodes": []}
+    fixed = set(recorded) & set(chosen) if params.replay else set()
+    return Fetched(summary, cache, chosen, fixed, notes)
+
+
+def _recorded(params: Parameters, directory: Path) -> dict[str, Any]:
+    """The options the set fixes: replaying needs its manifest; a set being recorded may be
+    new (then nothing is fixed yet)."""
+    if not params.replay and not (directory / MANIFEST).is_file():
+        return {}
+    return fixed_options(directory, PHASES)
+
+
+def _cache_options(
+    params: Parameters,
+    phases: set[str],
+    source: Path | None,
+    output: Path,
+    recorded: dict[str, Any],
+) -> CacheOptions:
+    chosen = {name: _fetch_option(params, name, recorded) for name in phase_options(phases)}
+    return CacheOptions(
         output=output,
         input=source,
         nodes=PHASE_NODES in phases,
         versions=PHASE_VERSIONS in phases,
         metadata=PHASE_METADATA in phases,
-        nodes_per_page=params.nodes_per_page,
-        max_versions=params.max_versions,
         concurrency=params.concurrency,
         checkpoint_interval=params.checkpoint_interval,
-        pages=params.pages or None,
         base_url=params.base_url,
-        backoff=REPLAY_BACKOFF if replay else CacheOptions.backoff,
+        backoff=REPLAY_BACKOFF if params.replay else CacheOptions.backoff,
         progress=False,
+        **{name: to_fetch(name, value) for name, value in chosen.items()},
     )
-    if replay:
-        check_replayable(directory, options)
-    context = phase_cassettes(directory, params.record_mode)
-    summary = run_cache(options, reporter=reporter, phase_context=context)
-    cache = cache_file.load_cache(output) if summary.written else {"nodes": []}
-    return summary, cache
+
+
+def _fetch_option(params: Parameters, name: str, recorded: dict[str, Any]) -> Any:
+    """A fetch option's value: the recording's when replaying (a declared parameter must
+    agree), else the notebook's, else the recording's when the notebook does not choose it."""
+    value = getattr(params, name)
+    if params.replay and name in recorded:
+        if name in params.declared and value != recorded[name]:
+            raise UserError(
+                f"the cassettes in {params.cassettes()} were recorded with {name}="
+                f"{recorded[name]}; replay needs the same value, got {name}={value}"
+            )
+        return recorded[name]
+    if value is not None:
+        return value
+    if name in recorded:
+        return recorded[name]
+    raise UserError(
+        f"this notebook has to run an earlier phase, but {name} is neither a parameter here "
+        f"nor fixed by the cassettes in {params.cassettes()}: run {CHOSEN_IN[name]} first"
+    )
+
+
+def _run(options: CacheOptions, reporter: Reporter, context: Any) -> RunSummary:
+    """`run_cache`, stopped at once if the kernel is interrupted (`cancel`)."""
+    options.validate()
+    return cancel.run_async(run_cache_async(options, reporter, context))
 
 
 def _mode(params: Parameters) -> str:
-    return "replay" if params.record_mode == "none" else f"record mode {params.record_mode}"
+    return "replay" if params.replay else f"record mode {params.record_mode}"
 
 
-def _cache_summary(params: Parameters, summary: RunSummary) -> dict[str, Any]:
-    return {
-        "cassettes": f"{params.cassettes()} ({_mode(params)})",
-        "concurrency": params.concurrency,
-        "nodes": summary.nodes,
-        "versions": summary.versions,
-        "metadata entries": summary.metadata_entries,
-        "requests": summary.requests,
-        "retries": summary.retries,
-        "failures": len(summary.failures),
-        "seconds": f"{summary.elapsed:.2f}",
-        "cache": f"{summary.output}" + ("" if summary.written else " (not written)"),
+def _cache_summary(params: Parameters, fetched: Fetched) -> dict[str, Any]:
+    summary = fetched.summary
+    verb = "replayed from" if params.replay else f"recorded ({params.record_mode}) into"
+    rows: dict[str, Any] = {"cassettes": f"{verb} {describe(params.cassettes())}"}
+    if not params.replay:
+        rows["registry"] = params.base_url
+    rows["concurrency"] = params.concurrency
+    for name, value in fetched.options.items():
+        shown = "all" if value is None or value == -1 else value
+        rows[name] = f"{shown} (fixed by the recording)" if name in fetched.fixed else shown
+    rows.update(
+        {
+            "nodes": summary.nodes,
+            "versions": summary.versions,
+            "metadata entries": summary.metadata_entries,
+            "requests": summary.requests,
+            "retries": summary.retries,
+            "failures": len(summary.failures),
+            "seconds": f"{summary.elapsed:.2f}",
+            "cache": f"{summary.output}" + ("" if summary.written else " (not written)"),
+        }
+    )
+    return rows
+
+
+def _cache_data(summary: RunSummary, cache: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every package, version, listing page and request time, for exploration."""
+    pages = summary.phase_stats.get(PHASE_NODES, {}).get("pages", {})
+    data = {
+        "nodes": stats.node_rows(cache),
+        "versions": stats.version_rows(cache),
+        "requests": [{"seconds": at, "event": kind} for at, kind in summary.timeline],
     }
+    if pages:
+        data["pages"] = [{"page": page, "nodes": pages[page]} for page in sorted(pages)]
+    return data
 
 
 def _nodes_figures(summary: RunSummary, cache: dict[str, Any]) -> dict[str, Figure]:
@@ -284,41 +289,54 @@ _PHASE_FIGURES = {
     PHASE_METADATA: _metadata_figures,
 }
 
-nodes = Step(_fetch_step(PHASE_NODES), (PHASE_NODES,))
-versions = Step(_fetch_step(PHASE_VERSIONS), (PHASE_VERSIONS,))
-metadata = Step(_fetch_step(PHASE_METADATA), (PHASE_METADATA,))
+_FETCH_SETTINGS = ("concurrency", "checkpoint_interval", *CASSETTE_PARAMETERS, *CACHE_PATHS)
+nodes = Step(
+    _fetch_step(PHASE_NODES), (PHASE_NODES,), ("nodes_per_page", "pages", *_FETCH_SETTINGS)
+)
+versions = Step(_fetch_step(PHASE_VERSIONS), (PHASE_VERSIONS,), _FETCH_SETTINGS)
+metadata = Step(_fetch_step(PHASE_METADATA), (PHASE_METADATA,), ("max_versions", *_FETCH_SETTINGS))
 
 
 # ---- mappings and resolution ---------------------------------------------------------------
 
 
-def _ensure_cache(params: Parameters, reporter: Reporter) -> Path:
-    """The input cache; built by phases 1-3 first when it does not exist yet."""
+def _ensure_cache(params: Parameters, reporter: Reporter) -> tuple[Path, str]:
+    """The input cache, and where it came from; built by phases 1-3 first when it does not
+    exist yet (replaying the bundled sample unless the notebook says otherwise)."""
     cache = params.path(params.input_cache, "input_cache")
-    if not cache.is_file():
-        summary, _ = fetch(params, set(PHASES), None, cache, reporter)
-        if not summary.ok:
-            raise UserError(f"building {cache} failed: {summary.failures[0]}")
-    return cache
+    if cache.is_file():
+        return cache, str(cache)
+    # 04's max_versions is the mappings' own option: the fetch takes the recording's.
+    fetch_options = set(phase_options(PHASES))
+    as_recorded = dataclasses.replace(
+        params,
+        **dict.fromkeys(fetch_options),
+        declared=params.declared - fetch_options,
+    )
+    fetched = fetch(as_recorded, set(PHASES), None, cache, reporter)
+    if not fetched.summary.ok:
+        raise UserError(f"building {cache} failed: {fetched.summary.failures[0]}")
+    return cache, f"{cache} (built first, from {describe(params.cassettes())})"
 
 
 def _mappings(params: Parameters, reporter: Reporter) -> StepResult:
     """Notebook step 04: build `node_mappings.json`; collisions and signature counts."""
-    cache = _ensure_cache(params, reporter)
+    cache, cache_source = _ensure_cache(params, reporter)
     output = params.path(params.output_mappings, "output_mappings")
     options = MappingsOptions(
         cache=cache,
         output=output,
-        max_versions=params.max_versions,
+        max_versions=-1 if params.max_versions is None else params.max_versions,
         checkpoint_interval=params.checkpoint_interval,
     )
-    report = build_mappings(options, reporter)
+    report = build_mappings(options, cancel.checking(reporter))
     document = load_mappings(output)
     collisions = stats.collisions(document)
+    signatures = stats.signatures_per_node_type(document)
     result = StepResult(
         "mappings",
         {
-            "cache": str(cache),
+            "cache": cache_source,
             "packages": report.packages,
             "signatures": report.signatures,
             "node entries": report.total_nodes,
@@ -329,17 +347,27 @@ def _mappings(params: Parameters, reporter: Reporter) -> StepResult:
         },
         figures={
             "collisions": plots.collisions({t: len(p) for t, p in collisions.items()}),
-            "signatures": plots.signature_counts(
-                list(stats.signatures_per_node_type(document).values())
-            ),
+            "signatures": plots.signature_counts(list(signatures.values())),
         },
         tables={"most contested node types": _collision_rows(collisions)},
+        data={
+            "collisions": _collision_rows(collisions, top=None),
+            "signatures": [{"node type": t, "signatures": n} for t, n in signatures.items()],
+            "packages": [
+                {"package": p, "node types": n}
+                for p, n in stats.node_types_per_package(document).items()
+            ],
+        },
+    )
+    result.headline = (
+        f"mappings: {report.packages} packages, {report.signatures} signatures, "
+        f"{len(collisions)} node types in several packages; wrote {output}"
     )
     result.save_figures(params.directory(), "04_mappings")
     return result
 
 
-def _collision_rows(collisions: dict[str, list[str]], top: int = 10) -> list[dict[str, Any]]:
+def _collision_rows(collisions: dict[str, list[str]], top: int | None = 10) -> list[dict[str, Any]]:
     ranked = sorted(collisions.items(), key=lambda item: (-len(item[1]), item[0]))[:top]
     return [
         {"node type": name, "packages": len(ids), "offered by": ", ".join(ids)}
@@ -414,5 +442,13 @@ def _resolution_rows(resolution: Resolution) -> list[dict[str, Any]]:
     ]
 
 
-mappings = Step(_mappings, (PHASE_MAPPINGS,))
-resolve = Step(_resolve, ())
+mappings = Step(
+    _mappings,
+    (PHASE_MAPPINGS,),
+    ("max_versions", "checkpoint_interval", "output_dir", "input_cache", "output_mappings"),
+)
+resolve = Step(
+    _resolve,
+    (),
+    ("workflow", "output_dir", "input_cache", "input_mappings", "output_resolution"),
+)
