@@ -252,7 +252,11 @@ def test_an_interrupt_marks_unfinished_bars() -> None:
     reporter.finish("a")
     reporter.start("b", 4)
     reporter.advance("b")
+    reporter.pump()
     reporter.interrupted()
+    reporter.advance("b", 3)  # the cancelled tasks still report their end: not shown
+    reporter.finish("b")
+    reporter.pump()
     (bar_a, _), (bar_b, label_b) = (row.children for row in reporter.widget.children)
     assert bar_a.bar_style == "success" and bar_b.bar_style == "danger"
     assert label_b.value == "1/4 interrupted"

@@ -1,11 +1,18 @@
 """Stopping a step when its kernel is interrupted (Kernel > Interrupt, nbclient's timeout).
 
-An interrupt is a KeyboardInterrupt in the kernel's main thread, which is only waiting for
-the step's worker thread (`widgets.run_with_progress`); the worker has to stop too, or the
-run goes on in the background. `Cancellation.cancel()` cancels every task of the event loop
-the worker's fetch runs on, so requests in flight are dropped at once (the journal keeps what
-finished, a cassette being recorded is not saved), and synchronous work such as the mappings
-build stops at its next progress event (`checking`).
+An interrupt is a SIGINT to the kernel process. Where the step was started from a cell (or
+headless), it becomes a KeyboardInterrupt in the main thread, which is only waiting for the
+step's worker thread (`widgets.run_with_progress`). A Run button is different: JupyterLab
+4.6 with ipykernel 7 sends widget messages to a kernel *subshell*, so the click handler runs
+in a thread of its own, and there a KeyboardInterrupt never arrives (the idle main thread
+ignores SIGINT). `interruptible` covers that case: while such a run lasts, a SIGINT handler
+installed in the main thread (through the event loop the panel was built on) cancels it.
+
+Either way the worker has to stop too, or the run goes on in the background:
+`Cancellation.cancel()` cancels every task of the event loop the worker's fetch runs on, so
+requests in flight are dropped at once (the journal keeps what finished, a cassette being
+recorded is not saved), and synchronous work such as the mappings build stops at its next
+progress event (`checking`).
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import signal
 import threading
 from collections.abc import Coroutine, Iterator
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any, TypeVar
 
 from registry_tools.progress import Reporter
@@ -134,3 +143,70 @@ class CheckingReporter:
 def checking(reporter: Reporter) -> Reporter:
     """`reporter`, stopping the work that reports to it when `current()` is cancelled."""
     return CheckingReporter(reporter, current())
+
+
+# ---- interrupting a run that is not in the main thread -------------------------------------
+
+_MAIN_LOOP: asyncio.AbstractEventLoop | None = None  # the kernel's, seen by `remember_main_loop`
+_RUNNING: set[Cancellation] = set()  # runs outside the main thread a SIGINT must stop
+_RUNNING_LOCK = threading.Lock()
+_previous_handler: Any = signal.SIG_IGN
+
+
+def remember_main_loop() -> None:
+    """Note the main thread's running event loop (called where a cell runs: the kernel's)."""
+    global _MAIN_LOOP
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(RuntimeError):
+            _MAIN_LOOP = asyncio.get_running_loop()
+
+
+@contextlib.contextmanager
+def interruptible(cancellation: Cancellation) -> Iterator[None]:
+    """While the block runs, a SIGINT to the process cancels `cancellation`.
+
+    In the main thread nothing is needed (the interrupt is a KeyboardInterrupt there); from
+    another thread the handler is installed by the main thread's loop, and removed after the
+    last such run, unless something else replaced it meanwhile.
+    """
+    loop = _MAIN_LOOP
+    if threading.current_thread() is threading.main_thread() or loop is None:
+        yield
+        return
+    with _RUNNING_LOCK:
+        _RUNNING.add(cancellation)
+    with contextlib.suppress(RuntimeError):  # a closed loop: nothing can deliver it anyway
+        loop.call_soon_threadsafe(_install)
+    try:
+        yield
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(cancellation)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_uninstall)
+
+
+def _install() -> None:
+    global _previous_handler
+    current = signal.getsignal(signal.SIGINT)
+    if current is not _on_interrupt:
+        _previous_handler = current
+        signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _uninstall() -> None:
+    with _RUNNING_LOCK:
+        busy = bool(_RUNNING)
+    if not busy and signal.getsignal(signal.SIGINT) is _on_interrupt:
+        signal.signal(signal.SIGINT, _previous_handler)
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Stop the runs, then do what the handler before us did (ignore it, or interrupt a cell
+    that is running in the main thread meanwhile)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for cancellation in running:
+        cancellation.cancel()
+    if callable(_previous_handler):
+        _previous_handler(signum, frame)

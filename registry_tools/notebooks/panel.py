@@ -24,6 +24,7 @@ from IPython.display import display
 
 from registry_tools.errors import UserError
 from registry_tools.fetch.options import PHASES
+from registry_tools.notebooks import cancel
 from registry_tools.notebooks.cassette_sets import describe, fixed_options
 from registry_tools.notebooks.settings import Parameters
 from registry_tools.notebooks.widgets import Outcome, WidgetReporter, is_headless, run_with_progress
@@ -42,6 +43,7 @@ TEXTS = {
     "workflow": "empty: a demo workflow",
 }
 STYLE = {"description_width": "initial"}
+ORDER = (*SLIDERS, "record_mode", "cassette_dir", "base_url", "workflow")  # how controls sit
 
 
 class ControlPanel:
@@ -55,6 +57,7 @@ class ControlPanel:
     def __init__(self, step: Callable[[Any, WidgetReporter], Outcome], params: Parameters) -> None:
         self.step = step
         self.params = params
+        cancel.remember_main_loop()  # a Run click may come in another thread (a subshell)
         uses = tuple(getattr(step, "uses", ()) or sorted(params.declared))
         params.require(uses)
         self.result: Outcome | None = None
@@ -193,7 +196,7 @@ def _row(children: list[w.Widget]) -> w.HBox:
 
 def _controls(params: Parameters, uses: tuple[str, ...]) -> dict[str, w.ValueWidget]:
     controls: dict[str, w.ValueWidget] = {}
-    for name in uses:
+    for name in sorted(uses, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         value = getattr(params, name)
         if name in SLIDERS and value is not None:
             low, high = SLIDERS[name]

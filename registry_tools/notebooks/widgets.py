@@ -28,7 +28,7 @@ from typing import Protocol, TypeVar
 
 import ipywidgets as w
 
-from registry_tools.notebooks.cancel import Cancellation, Interrupted
+from registry_tools.notebooks.cancel import Cancellation, Interrupted, interruptible
 
 HEADLESS_ENV = "REGISTRY_TOOLS_HEADLESS"  # the headless runner sets "1" for its kernels
 PUMP_SECONDS = 0.05
@@ -65,6 +65,7 @@ class WidgetReporter:
     def __init__(self, phases: Sequence[str] = ()) -> None:
         self._events: queue.SimpleQueue[tuple[str, str, int]] = queue.SimpleQueue()
         self._bars: dict[str, tuple[w.IntProgress, w.Label]] = {}
+        self._frozen = False
         self.widget = w.VBox()
         for phase in phases:
             self._bar(phase)
@@ -83,6 +84,7 @@ class WidgetReporter:
 
     def reset(self) -> None:
         """Empty every bar before a new run."""
+        self._frozen = False
         for bar, label in self._bars.values():
             bar.value, bar.max, bar.bar_style = 0, 1, ""
             label.value = "waiting"
@@ -94,7 +96,8 @@ class WidgetReporter:
                 kind, phase, n = self._events.get_nowait()
             except queue.Empty:
                 return
-            self._apply(kind, phase, n)
+            if not self._frozen:
+                self._apply(kind, phase, n)
 
     def _apply(self, kind: str, phase: str, n: int) -> None:
         bar, label = self._bar(phase)
@@ -109,8 +112,12 @@ class WidgetReporter:
         label.value = f"{bar.value}/{bar.max}" + (" done" if kind == "finish" else "")
 
     def interrupted(self) -> None:
-        """Mark the bars that had not finished (call from the widgets' thread)."""
-        self.pump()
+        """Mark the bars that had not finished and stop following the run (call from the
+        widgets' thread). Events queued from now on are dropped: the tasks being cancelled
+        still report their end, which would fill the bars."""
+        if self._frozen:
+            return
+        self._frozen = True
         for bar, label in self._bars.values():
             if bar.bar_style != "success":
                 bar.bar_style = "danger"
@@ -132,8 +139,10 @@ def run_with_progress(
 ) -> T:
     """Run `job` in a worker thread, applying its progress events here until it ends.
 
-    An interrupt while waiting cancels the job and waits (at most `STOP_SECONDS`) for it to
-    stop, then raises `Interrupted`; a second interrupt stops the waiting at once.
+    An interrupt cancels the job: as a KeyboardInterrupt while this thread waits (then it
+    waits at most `STOP_SECONDS` more for the job to stop; a second interrupt stops the
+    waiting at once), or through `cancel.interruptible` when this is not the main thread.
+    Either way `Interrupted` is raised.
     """
     cancellation = cancellation or Cancellation()
 
@@ -143,32 +152,49 @@ def run_with_progress(
 
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="registry-step")
     try:
-        future = pool.submit(under_cancellation)
-        try:
-            _wait(future, reporter, None)
-        except KeyboardInterrupt:
-            cancellation.cancel()
-            stopped = _wait(future, reporter, STOP_SECONDS)
-            reporter.interrupted()
-            raise Interrupted(
-                "the run stopped; its output was not written (the journal beside it keeps "
-                "what was fetched, for the next run) and cassettes being recorded were not kept"
-                if stopped
-                else f"the run did not stop within {STOP_SECONDS:g} s; it stops at its next "
-                "request, in the background"
-            ) from None
+        with interruptible(cancellation):
+            future = pool.submit(under_cancellation)
+            try:
+                _wait(future, reporter, cancellation, None)
+            except KeyboardInterrupt:
+                cancellation.cancel()
+                reporter.interrupted()
+                stopped = _wait(future, reporter, cancellation, STOP_SECONDS)
+                raise _interrupted(reporter, stopped) from None
         reporter.pump()
+        failure = future.exception()
+        if isinstance(failure, KeyboardInterrupt) or (cancellation.cancelled and failure):
+            raise _interrupted(reporter, True) from None
         return future.result()
     finally:
         pool.shutdown(wait=False)
 
 
-def _wait(future: concurrent.futures.Future, reporter: WidgetReporter, limit: float | None) -> bool:
+def _interrupted(reporter: WidgetReporter, stopped: bool) -> Interrupted:
+    reporter.interrupted()
+    return Interrupted(
+        "the run stopped; its output was not written (the journal beside it keeps what was "
+        "fetched, for the next run) and cassettes being recorded were not kept"
+        if stopped
+        else f"the run did not stop within {STOP_SECONDS:g} s; it stops at its next request, "
+        "in the background"
+    )
+
+
+def _wait(
+    future: concurrent.futures.Future,
+    reporter: WidgetReporter,
+    cancellation: Cancellation,
+    limit: float | None,
+) -> bool:
     """Pump progress until `future` is done (True) or `limit` seconds passed (False)."""
     deadline = None if limit is None else time.monotonic() + limit
-    while not future.done():
+    while True:
+        if cancellation.cancelled:  # also when a signal handler cancelled it
+            reporter.interrupted()
+        reporter.pump()
+        if future.done():
+            return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
-        reporter.pump()
         concurrent.futures.wait([future], timeout=PUMP_SECONDS)
-    return True
