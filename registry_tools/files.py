@@ -124,11 +124,13 @@ def check_input(path: Path, what: str = "--input") -> Path:
 
 
 def _writable(directory: Path) -> bool:
-    """Whether files can be created in `directory`, for the effective user (the one that
-    writes: a process that dropped privileges is not its real user)."""
-    return os.access(
-        directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
-    )
+    """Whether files can be created in `directory` by the user that writes: the effective
+    one, which differs from the real one in a process that dropped privileges."""
+    mode = os.W_OK | os.X_OK
+    dropped = hasattr(os, "geteuid") and (os.geteuid(), os.getegid()) != (os.getuid(), os.getgid())
+    if dropped and os.access in os.supports_effective_ids:
+        return os.access(directory, mode, effective_ids=True)
+    return os.access(directory, mode)
 
 
 def check_name(path: Path, what: str) -> None:

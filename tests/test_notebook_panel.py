@@ -21,13 +21,7 @@ from registry_tools.notebooks.results import StepResult
 from registry_tools.progress import NullReporter
 
 FETCH_CONTROLS = {"concurrency", "nodes_per_page", "pages", "base_url", "cassette_dir"}
-STEPS = {
-    "01_nodes": steps.nodes,
-    "02_versions": steps.versions,
-    "03_metadata": steps.metadata,
-    "04_mappings": steps.mappings,
-    "05_resolve": steps.resolve,
-}
+STEPS = steps.BY_NOTEBOOK
 
 
 def _params(tmp_path: Path, notebook: str = "01_nodes", **changes: Any) -> steps.Parameters:

@@ -156,6 +156,14 @@ def test_recording_refuses_the_bundled_set_and_another_registry(tmp_path: Path) 
     files.write_atomic(target / "manifest.json", files.dumps(manifest))
     with pytest.raises(UserError, match="holds a recording of a, not of http://127.0.0.1:1"):
         StagedRecording(target, "http://127.0.0.1:1", {})
+    manifest["dataset"] = {"name": "set", "fetch": {"nodes_per_page": 30, "pages": None}}
+    files.write_atomic(target / "manifest.json", files.dumps(manifest))
+    with pytest.raises(UserError, match="recorded with pages=0 .part of its data set.; record"):
+        StagedRecording(target, "http://127.0.0.1:1", {"nodes_per_page": 30, "pages": 2})
+    assert (
+        StagedRecording(target, "http://127.0.0.1:1", {"nodes_per_page": 30}).dataset
+        == (manifest["dataset"])
+    )
 
 
 def test_recording_a_notebook_that_needs_earlier_options_says_which_to_run(

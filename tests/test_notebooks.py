@@ -27,13 +27,7 @@ from registry_tools.errors import UserError
 from registry_tools.notebooks import parameters, plots, runner, steps
 from registry_tools.replay.cassettes import read_manifest
 
-STEPS = {
-    "01_nodes": steps.nodes,
-    "02_versions": steps.versions,
-    "03_metadata": steps.metadata,
-    "04_mappings": steps.mappings,
-    "05_resolve": steps.resolve,
-}
+STEPS = steps.BY_NOTEBOOK
 PARAMS_SOURCE = "concurrency = 8\nname = 'x'\nrate = 0.5\noptional = None\n"
 
 

@@ -55,7 +55,7 @@ from registry_tools.replay.recording import REPLAY_BACKOFF, check_replayable
 from registry_tools.resolve.builtins import builtin_nodes
 from registry_tools.resolve.resolver import Resolution, resolve_workflow
 
-__all__ = ["Parameters", "Step", "StepResult", "bundled_cassette_dir", "fetch"]
+__all__ = ["BY_NOTEBOOK", "Parameters", "Step", "StepResult", "bundled_cassette_dir", "fetch"]
 
 MISSING_TYPE = "NotInTheRegistry"  # the demo workflow's deliberately unresolvable node
 # Which notebook chooses each fetch option, for the message when another one needs it.
@@ -452,3 +452,11 @@ resolve = Step(
     (),
     ("workflow", "output_dir", "input_cache", "input_mappings", "output_resolution"),
 )
+# The step each bundled notebook runs (its parameters cell declares exactly `step.uses`).
+BY_NOTEBOOK = {
+    "01_nodes": nodes,
+    "02_versions": versions,
+    "03_metadata": metadata,
+    "04_mappings": mappings,
+    "05_resolve": resolve,
+}

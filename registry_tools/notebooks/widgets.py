@@ -13,8 +13,10 @@ it starts; `REGISTRY_TOOLS_HEADLESS=1` or `=0` overrides that (the headless runn
 The step runs in a worker thread (its own asyncio loop, free of the kernel's); the worker only
 queues progress events, and the thread that owns the widgets applies them while it waits, so
 widgets are never touched from two threads. An interrupt of the kernel (Kernel > Interrupt,
-or nbclient's cell timeout) arrives in that waiting thread, which then stops the worker
-(`cancel.Cancellation`) instead of leaving it to finish in the background.
+or nbclient's cell timeout) stops the worker (`cancel.Cancellation`) instead of leaving it to
+finish in the background: as a KeyboardInterrupt in that waiting thread when it is the main
+one, through `cancel.interruptible` when it is a kernel subshell's (a Run click in
+JupyterLab 4.6).
 """
 
 from __future__ import annotations
