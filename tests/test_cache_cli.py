@@ -25,7 +25,7 @@ EPOCH = 1767323045  # 2026-01-02T03:04:05Z
 def registry() -> dict:
     clock.pin(EPOCH)
     try:
-        return synth.generate(60, 4)
+        return synth.generate(60, 4, ideal=True)
     finally:
         clock.pin(None)
 
