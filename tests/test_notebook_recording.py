@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ PHASE_FILES = ("phase1-nodes.json", "phase2-versions.json", "phase3-metadata.jso
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Any]:
-    """A 12-package registry; tests set its faults and latency and read its counters."""
+    """A 12-package registry; tests set its latency and read its counters."""
     with running_emulator(Emulator(synth.generate(12, seed=4))) as running:
         yield running
 
@@ -115,20 +116,26 @@ def test_running_a_recording_twice_keeps_the_good_set(tmp_path: Path, registry: 
     assert cassette["interactions"]
 
 
-def test_a_failed_recording_never_replaces_the_set(
-    tmp_path: Path, registry: Any, fast_backoff: None
-) -> None:
-    params = record_params(tmp_path, registry.url, input_cache="")
-    assert steps.nodes(params, NullReporter()).ok
+def test_a_failed_recording_never_replaces_the_set(tmp_path: Path, fast_backoff: None) -> None:
+    """The same registry (same URL), healthy for the first recording, failing for the next."""
+    cache = synth.generate(12, seed=4)
+    port = free_port()
+    with running_emulator(Emulator(cache), port=port) as healthy:
+        params = record_params(tmp_path, healthy.url, input_cache="")
+        assert steps.nodes(params, NullReporter()).ok
     before = digests(tmp_path / "set")
-    registry.emulator.faults = Faults(rate_500=1.0, max_consecutive_faults=1000)
-    try:
+    failing = Emulator(cache, Faults(rate_500=1.0, max_consecutive_faults=1000))
+    with running_emulator(failing, port=port):
         failed = steps.nodes(params, NullReporter())
-    finally:
-        registry.emulator.faults = Faults()
     assert not failed.ok and "recording had failures" in failed.notes[0]
     assert digests(tmp_path / "set") == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".set.")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize(
