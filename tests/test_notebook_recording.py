@@ -37,9 +37,16 @@ PHASE_FILES = ("phase1-nodes.json", "phase2-versions.json", "phase3-metadata.jso
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Any]:
-    """A 12-package registry; tests set its latency and read its counters."""
+    """A 12-package registry."""
     with running_emulator(Emulator(synth.generate(12, seed=4))) as running:
         yield running
+
+
+@pytest.fixture
+def slow_registry() -> Iterator[Any]:
+    """The same registry answering in 100 ms: 12 one-node pages, one at a time, take 1.2 s."""
+    with running_emulator(Emulator(synth.generate(12, seed=4), Faults(latency_ms=100))) as slow:
+        yield slow
 
 
 @pytest.fixture
@@ -214,13 +221,11 @@ def interrupt_main_after(seconds: float) -> threading.Timer:
 
 
 def test_an_interrupt_stops_the_run_instead_of_letting_it_finish(
-    tmp_path: Path, registry: Any
+    tmp_path: Path, slow_registry: Any
 ) -> None:
-    """At 100 ms a request and one in flight, the 12 one-node pages take about 1.2 s."""
+    registry = slow_registry
     params = record_params(tmp_path, registry.url, input_cache="", nodes_per_page=1, concurrency=1)
     reporter = widgets.WidgetReporter(["phase1-nodes"])
-    registry.emulator.faults = Faults(latency_ms=100)
-    registry.reset_counters()
     timer = interrupt_main_after(0.35)
     try:
         with pytest.raises(cancel.Interrupted, match="the run stopped"):
@@ -231,7 +236,6 @@ def test_an_interrupt_stops_the_run_instead_of_letting_it_finish(
         assert registry.counters.requests == seen, "requests went on after the interrupt"
     finally:
         timer.cancel()
-        registry.emulator.faults = Faults()
     assert 2 <= seen < 12, "the whole listing was fetched: the interrupt did not stop it"
     assert not (tmp_path / "set").exists(), "an interrupted recording is not kept"
     assert not (tmp_path / "out" / "cache.json").exists()
@@ -240,10 +244,11 @@ def test_an_interrupt_stops_the_run_instead_of_letting_it_finish(
 
 
 def test_an_interrupt_stops_a_run_started_outside_the_main_thread(
-    tmp_path: Path, registry: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, slow_registry: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """JupyterLab 4.6 runs a Run click in a kernel subshell thread, where no KeyboardInterrupt
     arrives: the SIGINT must still stop the run, and the kernel's handler come back after."""
+    registry = slow_registry
     params = record_params(tmp_path, registry.url, input_cache="", nodes_per_page=1, concurrency=1)
     reporter = widgets.WidgetReporter(["phase1-nodes"])
     outcome: dict[str, Any] = {}
@@ -266,8 +271,6 @@ def test_an_interrupt_stops_a_run_started_outside_the_main_thread(
         outcome["handler after"] = signal.getsignal(signal.SIGINT)
 
     monkeypatch.setattr(cancel, "_MAIN_LOOP", None)
-    registry.emulator.faults = Faults(latency_ms=100)
-    registry.reset_counters()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as ipykernel's idle main thread
     try:
         asyncio.run(kernel())
@@ -277,7 +280,6 @@ def test_an_interrupt_stops_a_run_started_outside_the_main_thread(
         assert registry.counters.requests == seen, "requests went on after the interrupt"
     finally:
         signal.signal(signal.SIGINT, previous)
-        registry.emulator.faults = Faults()
     assert "the run stopped" in outcome.get("interrupted", ""), outcome
     bar, label = reporter.widget.children[0].children
     done = int(label.value.split("/")[0])
