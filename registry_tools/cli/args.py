@@ -95,5 +95,14 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_registry_access(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--base-url` and `--token`, as every command that talks to the registry has them."""
+    parser.add_argument(
+        "--base-url",
+        help="registry API (default: $REGISTRY_TOOLS_BASE_URL, else https://api.comfy.org)",
+    )
+    parser.add_argument("--token", help="bearer token (default: $REGISTRY_TOOLS_TOKEN)")
+
+
 def path(text: str) -> Path:
     return Path(text)

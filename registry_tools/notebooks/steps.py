@@ -22,44 +22,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
 from registry_tools import files
 from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
-from registry_tools.fetch.options import (
-    PHASE_METADATA,
-    PHASE_NODES,
-    PHASE_VERSIONS,
-    PHASES,
-    CacheOptions,
-    RunSummary,
-)
-from registry_tools.fetch.run import run_cache_async
+from registry_tools.fetch.options import PHASE_METADATA, PHASE_NODES, PHASE_VERSIONS, PHASES
 from registry_tools.mappings.build import PHASE as PHASE_MAPPINGS
 from registry_tools.mappings.build import MappingsOptions, build_mappings
 from registry_tools.mappings.load import load_mappings
+from registry_tools.mappings.signatures import SignatureError, registry_signature
 from registry_tools.notebooks import cancel, plots, stats
-from registry_tools.notebooks.cassette_sets import (
-    StagedRecording,
-    describe,
-    fixed_options,
-    phase_options,
-    to_fetch,
-)
+from registry_tools.notebooks.cassette_sets import describe, phase_options
+from registry_tools.notebooks.fetching import CACHE_PATHS, CASSETTE_PARAMETERS, fetch, fetch_step
 from registry_tools.notebooks.results import StepResult
 from registry_tools.notebooks.settings import Parameters, bundled_cassette_dir
 from registry_tools.progress import Reporter
-from registry_tools.replay.cassettes import MANIFEST, phase_cassettes
-from registry_tools.replay.recording import REPLAY_BACKOFF, check_replayable
-from registry_tools.resolve.builtins import builtin_nodes
-from registry_tools.resolve.resolver import Resolution, resolve_workflow
+from registry_tools.resolve.plan import Resolution
+from registry_tools.resolve.reading import load_workflow
+from registry_tools.resolve.resolver import resolve_workflow
 
 __all__ = ["BY_NOTEBOOK", "Parameters", "Step", "StepResult", "bundled_cassette_dir", "fetch"]
 
 MISSING_TYPE = "NotInTheRegistry"  # the demo workflow's deliberately unresolvable node
-# Which notebook chooses each fetch option, for the message when another one needs it.
-CHOSEN_IN = {"nodes_per_page": "01_nodes", "pages": "01_nodes", "max_versions": "03_metadata"}
 
 
 @dataclass(frozen=True)
@@ -74,227 +57,12 @@ class Step:
         return self.run(params, reporter)
 
 
-# ---- phases 1-3 ----------------------------------------------------------------------------
-
-CASSETTE_PARAMETERS = ("base_url", "cassette_dir", "record_mode")
-CACHE_PATHS = ("output_dir", "input_cache", "output_cache")
-
-
-def _fetch_step(phase: str) -> Callable[[Parameters, Reporter], StepResult]:
-    """The step of notebooks 01-03: run `phase` (and the phases before it if needed)."""
-    number = PHASES.index(phase) + 1
-
-    def step(params: Parameters, reporter: Reporter) -> StepResult:
-        output = params.path(params.output_cache, "output_cache")
-        source = params.path(params.input_cache, "input_cache") if params.input_cache else None
-        if source is not None and not source.is_file():
-            source = None
-        wanted = {phase} if number == 1 or source else set(PHASES[:number])
-        fetched = fetch(params, wanted, source, output, reporter)
-        summary = fetched.summary
-        title = f"{', '.join(p for p in PHASES if p in wanted)} ({_mode(params)})"
-        result = StepResult(
-            title,
-            _cache_summary(params, fetched),
-            failures=list(summary.failures),
-            notes=fetched.notes,
-            headline=f"{title}: {summary.text()}",
-            data=_cache_data(summary, fetched.cache),
-        )
-        result.figures = _PHASE_FIGURES[phase](summary, fetched.cache)
-        result.figures["requests"] = plots.requests_over_time(summary.timeline)
-        result.save_figures(params.directory(), f"{number:02d}_{phase.split('-')[1]}")
-        return result
-
-    return step
-
-
-@dataclass
-class Fetched:
-    """What `fetch` did: the run's summary, the cache it wrote, the fetch options it used
-    (and which of them the recording fixed), notes for the reader."""
-
-    summary: RunSummary
-    cache: dict[str, Any]
-    options: dict[str, Any]
-    fixed: set[str]
-    notes: list[str]
-
-
-def fetch(
-    params: Parameters,
-    phases: set[str],
-    source: Path | None,
-    output: Path,
-    reporter: Reporter,
-) -> Fetched:
-    """Run the wanted phases through cassettes, recording or replaying.
-
-    Replaying uses the fetch options the recording fixed; recording goes to a scratch copy of
-    `cassette_dir` that replaces it only when the run succeeded (`StagedRecording`).
-    """
-    if not params.replay and not params.cassette_dir:
-        raise UserError(
-            f"record_mode {params.record_mode!r} would overwrite the bundled cassettes; "
-            "set cassette_dir to a directory of your own to record"
-        )
-    directory = params.cassettes()
-    recorded = _recorded(params, directory)
-    options = _cache_options(params, phases, source, output, recorded)
-    chosen = {name: getattr(options, name) for name in phase_options(phases)}
-    ordered = [phase for phase in PHASES if phase in phases]
-    if params.replay:
-        check_replayable(directory, options)
-        summary = _run(options, reporter, phase_cassettes(directory, "none"))
-        notes = []
-    else:
-        with StagedRecording(directory, options.base_url, chosen) as staged:
-            context = phase_cassettes(staged.directory, params.record_mode, staged.dataset)
-            summary = _run(options, reporter, context)
-            note = (
-                staged.keep(ordered)
-                if summary.ok
-                else f"the recording had failures, so the cassettes in {directory} were left "
-                "as they were"
-            )
-        notes = [note] if note else []
-    cache = cache_file.load_cache(output) if summary.written else {"nodes": []}
-    fixed = set(recorded) & set(chosen) if params.replay else set()
-    return Fetched(summary, cache, chosen, fixed, notes)
-
-
-def _recorded(params: Parameters, directory: Path) -> dict[str, Any]:
-    """The options the set fixes: replaying needs its manifest; a set being recorded may be
-    new (then nothing is fixed yet)."""
-    if not params.replay and not (directory / MANIFEST).is_file():
-        return {}
-    return fixed_options(directory, PHASES)
-
-
-def _cache_options(
-    params: Parameters,
-    phases: set[str],
-    source: Path | None,
-    output: Path,
-    recorded: dict[str, Any],
-) -> CacheOptions:
-    chosen = {name: _fetch_option(params, name, recorded) for name in phase_options(phases)}
-    return CacheOptions(
-        output=output,
-        input=source,
-        nodes=PHASE_NODES in phases,
-        versions=PHASE_VERSIONS in phases,
-        metadata=PHASE_METADATA in phases,
-        concurrency=params.concurrency,
-        checkpoint_interval=params.checkpoint_interval,
-        base_url=params.base_url,
-        backoff=REPLAY_BACKOFF if params.replay else CacheOptions.backoff,
-        progress=False,
-        **{name: to_fetch(name, value) for name, value in chosen.items()},
-    )
-
-
-def _fetch_option(params: Parameters, name: str, recorded: dict[str, Any]) -> Any:
-    """A fetch option's value: the recording's when replaying (a declared parameter must
-    agree), else the notebook's, else the recording's when the notebook does not choose it."""
-    value = getattr(params, name)
-    if params.replay and name in recorded:
-        if name in params.declared and value != recorded[name]:
-            raise UserError(
-                f"the cassettes in {params.cassettes()} were recorded with {name}="
-                f"{recorded[name]}; replay needs the same value, got {name}={value}"
-            )
-        return recorded[name]
-    if value is not None:
-        return value
-    if name in recorded:
-        return recorded[name]
-    raise UserError(
-        f"this notebook has to run an earlier phase, but {name} is neither a parameter here "
-        f"nor fixed by the cassettes in {params.cassettes()}: run {CHOSEN_IN[name]} first"
-    )
-
-
-def _run(options: CacheOptions, reporter: Reporter, context: Any) -> RunSummary:
-    """`run_cache`, stopped at once if the kernel is interrupted (`cancel`)."""
-    options.validate()
-    return cancel.run_async(run_cache_async(options, reporter, context))
-
-
-def _mode(params: Parameters) -> str:
-    return "replay" if params.replay else f"record mode {params.record_mode}"
-
-
-def _cache_summary(params: Parameters, fetched: Fetched) -> dict[str, Any]:
-    summary = fetched.summary
-    verb = "replayed from" if params.replay else f"recorded ({params.record_mode}) into"
-    rows: dict[str, Any] = {"cassettes": f"{verb} {describe(params.cassettes())}"}
-    if not params.replay:
-        rows["registry"] = params.base_url
-    rows["concurrency"] = params.concurrency
-    for name, value in fetched.options.items():
-        shown = "all" if value is None or value == -1 else value
-        rows[name] = f"{shown} (fixed by the recording)" if name in fetched.fixed else shown
-    rows.update(
-        {
-            "nodes": summary.nodes,
-            "versions": summary.versions,
-            "metadata entries": summary.metadata_entries,
-            "requests": summary.requests,
-            "retries": summary.retries,
-            "failures": len(summary.failures),
-            "seconds": f"{summary.elapsed:.2f}",
-            "cache": f"{summary.output}" + ("" if summary.written else " (not written)"),
-        }
-    )
-    return rows
-
-
-def _cache_data(summary: RunSummary, cache: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Every package, version, listing page and request time, for exploration."""
-    pages = summary.phase_stats.get(PHASE_NODES, {}).get("pages", {})
-    data = {
-        "nodes": stats.node_rows(cache),
-        "versions": stats.version_rows(cache),
-        "requests": [{"seconds": at, "event": kind} for at, kind in summary.timeline],
-    }
-    if pages:
-        data["pages"] = [{"page": page, "nodes": pages[page]} for page in sorted(pages)]
-    return data
-
-
-def _nodes_figures(summary: RunSummary, cache: dict[str, Any]) -> dict[str, Figure]:
-    pages = summary.phase_stats.get(PHASE_NODES, {}).get("pages", {})
-    return {"pages": plots.nodes_per_page(pages)}
-
-
-def _versions_figures(summary: RunSummary, cache: dict[str, Any]) -> dict[str, Figure]:
-    counts = list(stats.versions_per_package(cache).values())
-    return {"versions": plots.versions_per_package(counts)}
-
-
-def _metadata_figures(summary: RunSummary, cache: dict[str, Any]) -> dict[str, Figure]:
-    share = stats.metadata_share(cache)
-    coverage = {
-        "with comfy nodes": share.with_nodes,
-        "answered empty (404)": share.with_metadata - share.with_nodes,
-        "not fetched": share.versions - share.with_metadata,
-    }
-    return {"coverage": plots.metadata_coverage(coverage)}
-
-
-_PHASE_FIGURES = {
-    PHASE_NODES: _nodes_figures,
-    PHASE_VERSIONS: _versions_figures,
-    PHASE_METADATA: _metadata_figures,
-}
+# ---- phases 1-3 (fetching.py) -------------------------------------------------------------
 
 _FETCH_SETTINGS = ("concurrency", "checkpoint_interval", *CASSETTE_PARAMETERS, *CACHE_PATHS)
-nodes = Step(
-    _fetch_step(PHASE_NODES), (PHASE_NODES,), ("nodes_per_page", "pages", *_FETCH_SETTINGS)
-)
-versions = Step(_fetch_step(PHASE_VERSIONS), (PHASE_VERSIONS,), _FETCH_SETTINGS)
-metadata = Step(_fetch_step(PHASE_METADATA), (PHASE_METADATA,), ("max_versions", *_FETCH_SETTINGS))
+nodes = Step(fetch_step(PHASE_NODES), (PHASE_NODES,), ("nodes_per_page", "pages", *_FETCH_SETTINGS))
+versions = Step(fetch_step(PHASE_VERSIONS), (PHASE_VERSIONS,), _FETCH_SETTINGS)
+metadata = Step(fetch_step(PHASE_METADATA), (PHASE_METADATA,), ("max_versions", *_FETCH_SETTINGS))
 
 
 # ---- mappings and resolution ---------------------------------------------------------------
@@ -382,29 +150,60 @@ def _ensure_mappings(params: Parameters, reporter: Reporter) -> Path:
     return path
 
 
-def demo_workflow(document: dict[str, Any]) -> dict[str, Any]:
-    """An API-format workflow that shows every outcome: contested node types, unique ones,
-    ComfyUI built-ins and a type no package provides."""
+def demo_workflow(document: dict[str, Any], cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A UI-format workflow that shows every outcome: the most contested node types with the
+    inputs their registry metadata lists (so their exact signatures match), one of them
+    recorded with the pack the workflow used (`cnr_id`), two unique types, ComfyUI built-ins
+    (a core and a frontend-only one), and a type no package provides."""
     collisions = stats.collisions(document)
     contested = sorted(collisions, key=lambda t: (-len(collisions[t]), t))[:3]
     unique = [t for t in stats.signatures_per_node_type(document) if t not in collisions][:2]
-    builtins = sorted(builtin_nodes())[:2]
-    types = [*contested, *unique, *builtins, MISSING_TYPE]
-    return {str(i): {"class_type": t, "inputs": {}} for i, t in enumerate(types, 1)}
+    inputs = _registry_inputs(cache, {*contested, *unique}) if cache else {}
+    nodes = []
+    for number, node_type in enumerate([*contested, *unique], 1):
+        listed = [{"name": n, "type": t, "link": None} for n, t in inputs.get(node_type, [])]
+        nodes.append({"id": number, "type": node_type, "inputs": listed, "properties": {}})
+    if contested:  # the workflow says which pack it used: the plan honours it over the rank
+        recorded = collisions[contested[0]][-1]
+        nodes[0]["properties"] = {"cnr_id": recorded, "Node name for S&R": contested[0]}
+    builtins = ["KSampler", "Reroute"]
+    for node_type in [*builtins, MISSING_TYPE]:
+        nodes.append({"id": len(nodes) + 1, "type": node_type, "inputs": [], "properties": {}})
+    return {"last_node_id": len(nodes), "nodes": nodes, "links": [], "version": 0.4}
+
+
+def _registry_inputs(cache: dict[str, Any], wanted: set[str]) -> dict[str, list[tuple[str, str]]]:
+    """(input name, type) pairs of the newest registry metadata for each wanted node type."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for package in cache.get("nodes", []):
+        for version in package.get("versions_list", []):
+            for comfy in version.get("comfy_nodes") or []:
+                name = comfy.get("comfy_node_name")
+                if name not in wanted or name in found:
+                    continue
+                try:
+                    signature = registry_signature(comfy.get("input_types"))
+                except SignatureError:
+                    continue
+                if signature:
+                    found[name] = [tuple(part.rsplit(":", 1)) for part in signature.split("|")]
+    return found
 
 
 def _resolve(params: Parameters, reporter: Reporter) -> StepResult:
-    """Notebook step 05: resolve a workflow's nodes to candidate packages."""
+    """Notebook step 05: resolve a workflow to an installation plan."""
     mappings_path = _ensure_mappings(params, reporter)
     document = load_mappings(mappings_path)
     if params.workflow:
         workflow_path = params.path(params.workflow, "workflow")
-        workflow = files.read_json(workflow_path, "workflow")
+        workflow: Any = load_workflow(workflow_path)
     else:
-        workflow = demo_workflow(document)
+        cache_path = params.path(params.input_cache, "input_cache") if params.input_cache else None
+        cache = cache_file.load_cache(cache_path) if cache_path and cache_path.is_file() else None
+        workflow = demo_workflow(document, cache)
         workflow_path = params.directory() / "demo_workflow.json"
         files.write_atomic(workflow_path, files.dumps(workflow))
-    resolution = resolve_workflow(workflow, document)
+    resolution = resolve_workflow(workflow, document, label=workflow_path.name)
     output = params.path(params.output_resolution, "output_resolution")
     files.write_atomic(output, files.dumps(resolution.to_json()))
     result = StepResult(
@@ -412,20 +211,54 @@ def _resolve(params: Parameters, reporter: Reporter) -> StepResult:
         {
             "workflow": f"{workflow_path} ({resolution.format} format)",
             "custom node types": len(resolution.types),
+            "packs to install": len(resolution.packages),
             "unresolved": ", ".join(resolution.unresolved) or "none",
-            "built-in types skipped": len(resolution.builtin),
+            "built-in types": len(resolution.builtin),
+            "ComfyUI": _comfyui_line(resolution),
             "mappings": str(mappings_path),
             "resolution": str(output),
         },
         figures={"candidates": plots.candidates_per_node(_candidate_counts(resolution))},
-        tables={"workflow nodes and candidate packages": _resolution_rows(resolution)},
+        tables={
+            "installation plan": _plan_rows(resolution),
+            "unresolved node types": _unresolved_rows(resolution),
+            "workflow nodes and candidate packages": _resolution_rows(resolution),
+        },
     )
     result.save_figures(params.directory(), "05_resolve")
     return result
 
 
+def _comfyui_line(resolution: Resolution) -> str:
+    comfy = resolution.comfyui
+    if comfy.get("sufficient"):
+        return f"its built-in types are all in ComfyUI {comfy['sufficient']}"
+    return "no dated built-in types"
+
+
 def _candidate_counts(resolution: Resolution) -> dict[str, int]:
     return {t.node_type: len(t.candidates) for t in resolution.types}
+
+
+def _plan_rows(resolution: Resolution) -> list[dict[str, Any]]:
+    return [
+        {
+            "pack": p.package_id,
+            "version": p.version or "-",
+            "for node types": ", ".join(p.node_types),
+            "why": p.why,
+            "download": p.download_url or p.repository or "-",
+            "notes": "; ".join(p.notes),
+        }
+        for p in resolution.packages
+    ]
+
+
+def _unresolved_rows(resolution: Resolution) -> list[dict[str, Any]]:
+    return [
+        {"node type": u.node_type, "reason": u.reason, "detail": u.detail}
+        for u in resolution.unresolved_types
+    ]
 
 
 def _resolution_rows(resolution: Resolution) -> list[dict[str, Any]]:
@@ -433,6 +266,8 @@ def _resolution_rows(resolution: Resolution) -> list[dict[str, Any]]:
         {
             "node type": t.node_type,
             "match": t.match,
+            "chosen": t.package_id or f"unresolved ({t.reason})",
+            "why": t.why,
             "candidates (rank package@version)": "; ".join(
                 f"{c.rank}. {c.package_id}@{c.version or '-'}" for c in t.candidates
             )
