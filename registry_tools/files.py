@@ -9,7 +9,10 @@ paths that would end in a traceback or a clobbered file (docs/errors.md lists th
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -55,14 +58,14 @@ def check_output(
     notebooks), and `companions` (the output's journal) that exist and are not regular files.
     """
     path = Path(path)
-    _check_name(path, what)
+    check_name(path, what)
     try:
         parent = path.absolute().parent
         if not parent.exists():
             raise UserError(f"{what} {path}: directory {parent} does not exist")
         if not parent.is_dir():
             raise UserError(f"{what} {path}: {parent} is not a directory")
-        if not os.access(parent, os.W_OK | os.X_OK):
+        if not _writable(parent):
             raise UserError(f"{what} {path}: directory {parent} is not writable")
         _check_regular(path, what)
         for companion in companions:
@@ -77,11 +80,34 @@ def check_output(
         raise UserError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
+def make_directory(directory: Path, what: str = "--output-dir") -> Path:
+    """Create `directory` and its missing parents for outputs, or a one-line UserError.
+
+    Checked before anything is created: an existing path that is not a directory, an
+    ancestor that is a file, a nearest existing ancestor that is not writable, a name too long.
+    """
+    directory = Path(directory)
+    check_name(directory, what)
+    existing = directory.absolute()
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == directory.absolute() else f" ({existing} is a file)"
+        raise UserError(f"{what} {directory}: not a directory{where}")
+    if existing != directory.absolute() and not _writable(existing):
+        raise UserError(f"{what} {directory}: cannot create it, {existing} is not writable")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{what} {directory}: cannot create it ({exc.strerror or exc})") from None
+    return directory
+
+
 def check_input(path: Path, what: str = "--input") -> Path:
     """`path` if it is a readable regular file; otherwise a one-line UserError. A device or
     pipe (`/dev/zero`) could be read until memory runs out, so it is refused."""
     path = Path(path)
-    _check_name(path, what)
+    check_name(path, what)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -97,7 +123,17 @@ def check_input(path: Path, what: str = "--input") -> Path:
     return path
 
 
-def _check_name(path: Path, what: str) -> None:
+def _writable(directory: Path) -> bool:
+    """Whether files can be created in `directory` by the user that writes: the effective
+    one, which differs from the real one in a process that dropped privileges."""
+    mode = os.W_OK | os.X_OK
+    dropped = hasattr(os, "geteuid") and (os.geteuid(), os.getegid()) != (os.getuid(), os.getgid())
+    if dropped and os.access in os.supports_effective_ids:
+        return os.access(directory, mode, effective_ids=True)
+    return os.access(directory, mode)
+
+
+def check_name(path: Path, what: str) -> None:
     """Every component must fit the file system's limit (ENAMETOOLONG otherwise)."""
     limit = _name_max(path)
     for part in path.parts:
@@ -182,6 +218,53 @@ def write_output(path: Path | str, data: bytes | Iterable[bytes]) -> None:
     else:
         out.writelines(data)
     out.flush()
+
+
+_POSIX = os.name == "posix"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def replace_directory(new: Path, old: Path) -> None:
+    """Put directory `new` in the place of `old` and delete what `old` held.
+
+    On Linux the two are exchanged in one step (`renameat2(RENAME_EXCHANGE)`), so a reader (or
+    a crash) sees either the old directory or the new one, never neither; elsewhere `old` is
+    moved aside first, a window of two renames. Both must be on one file system (make `new`
+    beside `old`). A failure is a one-line UserError and leaves `old` in place.
+    """
+    new, old = Path(new), Path(old)
+    try:
+        if not os.path.lexists(old):
+            os.rename(new, old)
+            return
+        if _exchange(new, old):
+            shutil.rmtree(new)
+            return
+        aside = old.with_name(f".{old.name}.replaced")
+        os.rename(old, aside)
+        try:
+            os.rename(new, old)
+        except OSError:
+            os.rename(aside, old)
+            raise
+        shutil.rmtree(aside)
+    except OSError as exc:
+        raise UserError(f"cannot replace {old}: {exc.strerror or exc}") from None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Exchange two paths atomically; False where the system cannot (not Linux, old kernel,
+    a file system without RENAME_EXCHANGE)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if _POSIX else None
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _mode_for(path: Path) -> int:

@@ -132,8 +132,11 @@ REPLAY_BACKOFF = 0.01
 
 
 def recorded_fetch(directory: Path) -> dict[str, Any]:
-    """The fetch options a cassette set was recorded with (empty if the manifest has none)."""
-    return dict(read_manifest(directory)["dataset"].get("fetch", {}))
+    """The fetch options a cassette set was recorded with (empty if the manifest has none):
+    its data set's, else those its last recording of each phase noted in the manifest's
+    `fetch` (the notebooks note them: a set they record grows one phase at a time)."""
+    manifest = read_manifest(directory)
+    return {**manifest.get("fetch", {}), **manifest["dataset"].get("fetch", {})}
 
 
 def replay_defaults(directory: Path) -> dict[str, Any]:
