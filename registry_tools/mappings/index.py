@@ -25,15 +25,16 @@ from typing import Any
 import orjson
 
 from registry_tools.mappings.cache_stream import Buffer, NodeText, checksum, map_file
-from registry_tools.mappings.feeding import EXCLUDED_NODE_STATUSES
+from registry_tools.mappings.installable import package_reason
 from registry_tools.mappings.job import MappingsOptions
-from registry_tools.mappings.ranking import popularity
+from registry_tools.mappings.plan import PackageFacts
+from registry_tools.mappings.ranking import MANAGER
 
 # The builder's modules log under one name, the subpackage's (`registry_tools.mappings`).
 log = logging.getLogger(__package__)
 
 INDEX_SUFFIX = ".index"
-INDEX_FORMAT = 1  # bump when the index, or anything derived from a package, changes meaning
+INDEX_FORMAT = 2  # bump when the index, or anything derived from a package, changes meaning
 
 
 def index_path(output: Path) -> Path:
@@ -45,7 +46,7 @@ MAPPINGS_AT = b'\n  "mappings": '
 PACKAGES_AT = b',\n  "packages": '
 KEY_LINE = b'\n    "'
 RECORD_CLOSE = b"\n    }"
-VERSIONS_LINE = b',\n      "versions": '
+BODY_LINE = b',\n      "unavailable_versions": '
 INDENT = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 
 
@@ -130,34 +131,56 @@ class Previous:
 
 
 def excluded(node: dict[str, Any]) -> bool:
-    return node.get("status") in EXCLUDED_NODE_STATUSES
+    """Whether none of the package's versions may be installed (banned or deleted)."""
+    return package_reason(node) is not None
 
 
 def from_iso(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-def package_facts(
-    text: NodeText,
-    node: dict[str, Any],
-    record: dict[str, Any],
-    versions: dict[str, list[str]],
-    newest: datetime | None,
+def package_entry(
+    text: NodeText, facts: PackageFacts, versions: dict[str, list[str]], unfed: Any
 ) -> dict[str, Any]:
     """A package's entry in the index (where its record lies is added once it is written).
-    Its keys are kept as a JSON string, parsed only when the package changes."""
-    keys = sorted({key for keys in versions.values() for key in keys})
+    Its keys are kept as a JSON string, parsed only when needed."""
     return {
         "head": text.head,
         "versions": text.versions,
         "length": text.hi - text.lo,
-        "excluded": excluded(node),
-        "popularity": popularity(record),
-        "newest": None if newest is None else newest.isoformat(),
+        "excluded": facts.excluded,
+        "popularity": facts.popularity,
+        "newest": None if facts.newest is None else facts.newest.isoformat(),
+        "claims": list(facts.claims),
+        "repository": facts.repository,
         "fed": len(versions),
         "nodes": sum(len(keys) for keys in versions.values()),
-        "keys": orjson.dumps(keys).decode(),
+        "unfed": dict(sorted(unfed.items())),
+        "keys": orjson.dumps(list(facts.keys)).decode(),
     }
+
+
+def package_facts(entry: dict[str, Any], keys: list[str] | None = None) -> PackageFacts:
+    """The PackageFacts of an index entry (`keys` when already parsed)."""
+    return PackageFacts(
+        popularity=entry["popularity"],
+        newest=from_iso(entry["newest"]),
+        claims=tuple(entry["claims"]),
+        repository=entry["repository"],
+        excluded=entry["excluded"],
+        keys=tuple(orjson.loads(entry["keys"]) if keys is None else keys),
+    )
+
+
+def manager_entries(mappings: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """key -> the packages whose entries there come from the Manager (the next incremental
+    run rebuilds a key whose set changed)."""
+    found = {}
+    for key, entries in mappings.items():
+        ids = [e["package_id"] for e in entries if e.get("source") == MANAGER]
+        if ids:
+            found[key] = sorted(ids)
+    return found
 
 
 def full_index(
@@ -166,21 +189,17 @@ def full_index(
     document: dict[str, Any],
     fed: dict[str, dict[str, list[str]]],
     texts: dict[str, NodeText],
-    newest: dict[str, datetime | None],
+    facts: dict[str, PackageFacts],
+    unfed: dict[str, Any],
 ) -> dict[str, Any] | None:
     """The index of an output built by the general path, found by scanning it; None when part
     of the cache was not in the two-space layout (no fingerprints)."""
-    packages = document["packages"]
-    if any(
-        package_id not in texts or texts[package_id].id != package_id for package_id in packages
-    ):
+    if any(package_id not in texts or texts[package_id].id != package_id for package_id in facts):
         return None
-    facts = {}
-    for package_id, record in packages.items():
-        node = {"status": record["status"]}
-        facts[package_id] = package_facts(
-            texts[package_id], node, record, fed[package_id], newest[package_id]
-        )
+    entries = {
+        package_id: package_entry(texts[package_id], f, fed[package_id], unfed[package_id])
+        for package_id, f in facts.items()
+    }
     mappings = document["mappings"]
     keys = sorted(mappings)
     find = output.find
@@ -191,33 +210,36 @@ def full_index(
         cursor = find(KEY_LINE, cursor + 1)
         starts.append(cursor - mappings_at)
     end = find(b"\n  }", cursor) - mappings_at if keys else 1
-    packages_at = mappings_at + end + len(b"\n  }") + len(PACKAGES_AT) if keys else -1
-    if not keys:
-        packages_at = find(PACKAGES_AT, mappings_at) + len(PACKAGES_AT)
+    packages_at = find(PACKAGES_AT, mappings_at + end) + len(PACKAGES_AT)
     cursor = packages_at
-    for package_id in sorted(facts):
+    for package_id in sorted(document["packages"]):
         line = find(KEY_LINE, cursor)
         lo = line + len(KEY_LINE) - 1 + len(orjson.dumps(package_id)) + 2
         hi = find(RECORD_CLOSE, lo) + len(RECORD_CLOSE)
-        body = find(VERSIONS_LINE, lo, hi) + len(VERSIONS_LINE)
-        facts[package_id].update(
+        cursor = hi
+        if package_id not in entries:  # a Manager pack: serialised afresh every run
+            continue
+        body = find(BODY_LINE, lo, hi) + len(BODY_LINE)
+        entries[package_id].update(
             line=line - packages_at, record=[lo - packages_at, hi - packages_at]
         )
-        facts[package_id]["body"] = body - packages_at
-        cursor = hi
-    multi = {key for key, entries in mappings.items() if len(entries) > 1}
+        entries[package_id]["body"] = body - packages_at
+    multi = {key for key, found in mappings.items() if len(found) > 1}
     spans = {"keys": keys, "starts": starts, "end": end}
     spans.update(mappings_at=mappings_at, packages_at=packages_at)
-    return index_document(options, [output], document["stats"], spans, multi, facts)
+    return index_document(
+        options, [output], document["stats"], spans, multi, entries, manager_entries(mappings)
+    )
 
 
 def index_document(
     options: MappingsOptions,
     output: list[Any],
-    stats: dict[str, int],
+    stats: dict[str, Any],
     spans: dict[str, Any],
     multi: set[str],
-    facts: dict[str, dict[str, Any]],
+    entries: dict[str, dict[str, Any]],
+    manager: dict[str, list[str]],
 ) -> dict[str, Any]:
     return {
         "format": INDEX_FORMAT,
@@ -227,7 +249,8 @@ def index_document(
         "stats": stats,
         **spans,
         "multi": sorted(multi),
-        "packages": facts,
+        "manager": manager,
+        "packages": entries,
     }
 
 

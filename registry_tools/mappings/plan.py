@@ -1,0 +1,119 @@
+"""What both build paths decide the same way once every registry package is known: the
+Manager's contribution, the ranking (reference date, scores, tiers, claims) and the stats.
+
+The general path (`build`) knows each package from its record and feeding versions; the
+incremental one (`incremental`) from the index for the packages it did not parse. Both hand
+`plan` the same `PackageFacts`, which is what keeps their outputs byte-identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from registry_tools.mappings.aliases import unknown_targets
+from registry_tools.mappings.manager import ManagerData
+from registry_tools.mappings.manager_packs import Contribution, RegistryPackage, contribute
+from registry_tools.mappings.ranking import Ranking, popularity, reference_date, score
+from registry_tools.mappings.signatures import split_key
+
+
+@dataclass
+class Sources:
+    """What a build reads besides the cache: the Manager's lists and the aliases."""
+
+    manager: ManagerData | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    """What ranking and the Manager merge need of one registry package."""
+
+    popularity: int
+    newest: datetime | None
+    claims: tuple[str, ...]  # `preempted_comfy_node_names`
+    repository: str
+    excluded: bool
+    keys: tuple[str, ...]  # the keys its feeding versions provide
+
+
+@dataclass
+class Plan:
+    ranking: Ranking
+    contribution: Contribution
+    reference: datetime | None
+
+
+def claimed_names(node: dict[str, Any]) -> tuple[str, ...]:
+    """The node types a registry package claims over others (`preempted_comfy_node_names`)."""
+    names = node.get("preempted_comfy_node_names")
+    if not isinstance(names, list):
+        return ()
+    return tuple(sorted({n for n in names if isinstance(n, str) and n}))
+
+
+def plan(facts: dict[str, PackageFacts], manager: ManagerData | None, cached_at: Any) -> Plan:
+    """The Manager's contribution and the ranking, from every registry package's facts."""
+    if manager is not None:
+        registry = {
+            package_id: RegistryPackage(
+                f.repository, f.excluded, frozenset(split_key(key)[0] for key in f.keys)
+            )
+            for package_id, f in facts.items()
+        }
+        contribution = contribute(manager, registry)
+    else:
+        contribution = Contribution()
+    newest = {package_id: f.newest for package_id, f in facts.items()}
+    reference = reference_date(cached_at, newest)
+    scores = {p: score(f.popularity, f.newest, reference) for p, f in facts.items()}
+    for package_id, record in contribution.packages.items():
+        scores[package_id] = score(popularity(record), contribution.newest[package_id], reference)
+    claims: dict[str, set[str]] = {}
+    for package_id, f in facts.items():
+        for name in f.claims:
+            claims.setdefault(name, set()).add(package_id)
+    for name, claimants in contribution.claims.items():
+        claims.setdefault(name, set()).update(claimants)
+    ranking = Ranking(scores, set(contribution.packages), claims)
+    return Plan(ranking, contribution, reference)
+
+
+def document_stats(
+    plan: Plan,
+    registry_packages: int,
+    registry_keys: int,
+    signatures: int,
+    total_nodes: int,
+) -> dict[str, Any]:
+    """`stats`: totals, packages and keys by source (a key counts for each source with an
+    entry in it), the consumers' Manager counters, and the ranking's reference date."""
+    manager = plan.contribution
+    return {
+        "by_source": {
+            "manager": {"keys": len(manager.entries), "packages": len(manager.packages)},
+            "registry": {"keys": registry_keys, "packages": registry_packages},
+        },
+        "manager_packages": len(manager.packages),
+        "nodes_from_manager": sum(len(ids) for ids in manager.entries.values()),
+        "packages": registry_packages + len(manager.packages),
+        "reference_date": _iso(plan.reference),
+        "signatures": signatures,
+        "total_nodes": total_nodes,
+    }
+
+
+def _iso(when: datetime | None) -> str | None:
+    """ISO 8601 with a `Z`, fractions kept (a resolver re-ranking from it gets the same ages)."""
+    return None if when is None else when.isoformat().replace("+00:00", "Z")
+
+
+def notes(decided: Plan, sources: Sources, packages: Any) -> dict[str, int]:
+    """Counters for the report that the document does not carry."""
+    return {
+        "manager_matched": len(decided.contribution.matched),
+        "manager_bad_patterns": decided.contribution.bad_patterns,
+        "aliases_unknown": unknown_targets(sources.aliases, packages),
+    }
