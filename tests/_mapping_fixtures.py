@@ -6,10 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from registry_tools import files
+import pytest
+
+from registry_tools import clock, files
 from registry_tools.fetch import cache_file
 
 PINNED = "2026-11-24T00:00:00Z"
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock():
+    """The project clock pinned (import it into a test module to use it there)."""
+    clock.pin(PINNED)
+    yield
+    clock.pin(None)
 
 
 def comfy(name: str, inputs: dict[str, Any] | None = None, raw: Any = None) -> dict[str, Any]:

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import orjson
 import pytest
-from _mapping_fixtures import CKPT, MASK_SCALE, PINNED, comfy, node, version, write_cache
+from _mapping_fixtures import (
+    CKPT,
+    MASK_SCALE,
+    comfy,
+    node,
+    pinned_clock,  # noqa: F401  (autouse)
+    version,
+    write_cache,
+)
 from test_manager import manager_lists
 
-from registry_tools import clock
 from registry_tools.mappings.build import MappingsOptions, build_mappings
 
 CONSUMERS = ["comfydock_core", "comfygit_core"]
-
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin(PINNED)
-    yield
-    clock.pin(None)
 
 
 def troubled_nodes() -> list[dict]:

@@ -19,30 +19,21 @@ import pytest
 from _mapping_fixtures import (
     IMAGE,
     MASK_SCALE,
-    PINNED,
     comfy,
     manager_pack,
     node,
+    pinned_clock,  # noqa: F401  (autouse)
     sample_nodes,
     version,
     write_cache,
     write_manager,
 )
 
-from registry_tools import clock
 from registry_tools.cli import main
 from registry_tools.mappings.build import MappingsOptions, build_mappings
 from registry_tools.mappings.manager_packs import manager_package_id
 from registry_tools.replay.cassettes import use_cassette
 from registry_tools.replay.network import blocked_network
-
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin(PINNED)
-    yield
-    clock.pin(None)
-
 
 OTHER = "https://github.com/Other-User/Cool-Nodes"
 RAW = "https://raw.githubusercontent.com/Copy-Man/Single-File/main/nodes/single.py"

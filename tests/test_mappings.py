@@ -16,7 +16,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from _mapping_fixtures import IMAGE, PINNED, comfy, node, sample_nodes, version, write_cache
+from _mapping_fixtures import (
+    IMAGE,
+    PINNED,
+    comfy,
+    node,
+    pinned_clock,  # noqa: F401  (autouse)
+    sample_nodes,
+    version,
+    write_cache,
+)
 
 from registry_tools import clock, files
 from registry_tools.cli import main
@@ -34,13 +43,6 @@ from registry_tools.mappings.cache_stream import LazyJSON, checksum, comfy_nodes
 from registry_tools.mappings.document import normalize_repository
 from registry_tools.mappings.ranking import package_score
 from registry_tools.registry import synth
-
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin(PINNED)
-    yield
-    clock.pin(None)
 
 
 def build(cache: Path, output: Path, **options) -> dict:

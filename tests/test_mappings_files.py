@@ -12,18 +12,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from _mapping_fixtures import PINNED, sample_nodes, write_cache
+from _mapping_fixtures import (
+    pinned_clock,  # noqa: F401  (autouse)
+    sample_nodes,
+    write_cache,
+)
 
-from registry_tools import clock
 from registry_tools.cli import main
 from registry_tools.mappings.build import index_path, journal_path
-
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin(PINNED)
-    yield
-    clock.pin(None)
 
 
 @pytest.fixture
@@ -44,45 +40,28 @@ def listing(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def test_output_dash_writes_the_document_to_standard_output(tmp_path: Path, cache: Path) -> None:
-    before = listing(tmp_path)
+def command(cache: Path, output: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m registry_tools mappings` in a fresh process, its clock pinned."""
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1795478400"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "registry_tools",
-            "mappings",
-            "--cache",
-            str(cache),
-            "--output",
-            "-",
-        ],
-        cwd=tmp_path,
+    args = ["mappings", "--cache", str(cache), "--output", output]
+    return subprocess.run(
+        [sys.executable, "-m", "registry_tools", *args],
+        cwd=cwd,
         env=env,
         capture_output=True,
         check=True,
     )
+
+
+def test_output_dash_writes_the_document_to_standard_output(tmp_path: Path, cache: Path) -> None:
+    before = listing(tmp_path)
+    done = command(cache, "-", tmp_path)
     assert listing(tmp_path) == before  # no file named '-', no index, no journal
     document = orjson.loads(done.stdout)
     assert "MaskScale::_" in document["mappings"]
     assert b"wrote standard output" in done.stderr
     written = tmp_path / "m.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "registry_tools",
-            "mappings",
-            "--cache",
-            str(cache),
-            "--output",
-            str(written),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    command(cache, str(written), tmp_path)
     assert written.read_bytes() == done.stdout
 
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from _mapping_fixtures import (
     IMAGE,
-    PINNED,
     comfy,
     manager_pack,
     node,
+    pinned_clock,  # noqa: F401  (autouse)
     sample_nodes,
     version,
     write_cache,
@@ -22,15 +22,7 @@ from _mapping_fixtures import (
 )
 from test_manager import OTHER, manager_lists, registry_nodes
 
-from registry_tools import clock
 from registry_tools.mappings.build import MappingsOptions, build_mappings, index_path
-
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin(PINNED)
-    yield
-    clock.pin(None)
 
 
 def both_ways(

@@ -13,9 +13,9 @@ from _mapping_fixtures import (
     CKPT,
     IMAGE,
     MASK_SCALE,
-    PINNED,
     comfy,
     node,
+    pinned_clock,  # noqa: F401  (autouse)
     sample_nodes,
     version,
     write_cache,
@@ -26,13 +26,6 @@ from registry_tools.cli import main
 from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
 from registry_tools.mappings.build import MappingsOptions, build_mappings
-
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin(PINNED)
-    yield
-    clock.pin(None)
 
 
 def build(tmp_path: Path, nodes: list[dict], **options) -> dict:

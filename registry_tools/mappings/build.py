@@ -129,38 +129,23 @@ def check_paths(options: MappingsOptions) -> None:
     must not be replaced: the output, its journal and its index may be none of the inputs
     (`--input` may be the output itself: the incremental update in place)."""
     files.check_input(options.cache, "--cache")
-    sources = [("--cache", options.cache)]
+    inputs = [options.cache]
     for what, path in (("--input", options.input), ("--aliases", options.aliases)):
         if path is not None:
             files.check_input(path, what)
-            sources.append((what, path))
+    if options.aliases is not None:
+        inputs.append(options.aliases)
     manager = Path(options.manager) if options.manager is not None else None
     if manager is not None and manager.is_file():
-        sources.append(("--manager", manager))
-    if options.to_stdout:
-        return
-    output = options.output
-    companions = (journal_path(output), index_path(output))
-    files.check_output(
-        output,
-        "--output",
-        inputs=[path for what, path in sources if what != "--input"],
-        companions=companions,
-    )
-    for companion in companions:
-        for what, path in sources:
-            if _same_file(companion, path):
-                raise UserError(
-                    f"--output {output}: its {companion.name} would replace {what} {path}; "
-                    "choose another output"
-                )
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+        inputs.append(manager)
+    if not options.to_stdout:
+        files.check_output(
+            options.output,
+            "--output",
+            inputs=inputs,
+            replaces=[options.input],
+            companions=(journal_path(options.output), index_path(options.output)),
+        )
 
 
 def _finish(

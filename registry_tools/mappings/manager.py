@@ -135,13 +135,9 @@ def fetch_live(base: str) -> dict[str, Any]:
     import asyncio  # imports `socket`: only for `live`, the builder stays offline otherwise
     import concurrent.futures
 
-    job = _fetch(base)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(job)
+    # A loop of its own on a worker thread: works whether or not the caller runs one.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, job).result()
+        return pool.submit(asyncio.run, _fetch(base)).result()
 
 
 async def _fetch(base: str) -> dict[str, Any]:
