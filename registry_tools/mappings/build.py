@@ -317,15 +317,6 @@ def keys_by_version(document: dict[str, Any]) -> Known:
 # ---- assembly ------------------------------------------------------------------------------
 
 
-def assemble(
-    packages: dict[str, dict[str, Any]],
-    fed: dict[str, dict[str, list[str]]],
-    cached_at: str | None = None,
-) -> dict[str, Any]:
-    """The mappings document from `packages` records and each feeding version's node keys."""
-    return _assemble(Collected(packages, fed), Sources(), cached_at)[0]
-
-
 def _assemble(
     collected: Collected, sources: Sources, cached_at: Any
 ) -> tuple[dict[str, Any], dict[str, PackageFacts], dict[str, int]]:
@@ -367,16 +358,12 @@ def _assemble(
 
 
 def build_entries(
-    providers: dict[str, dict[str, list[str]]], decided: Plan, keys: Iterable[str] | None = None
+    providers: dict[str, dict[str, list[str]]], decided: Plan
 ) -> dict[str, list[dict[str, Any]]]:
-    """Ranked entries of `keys` (default: every key with a registry or Manager provider)."""
+    """Ranked entries of every key with a registry or a Manager provider."""
     manager = decided.contribution.entries
-    if keys is None:
-        keys = set(providers).union(manager)
     built = {}
-    for key in keys:
-        by_package = providers.get(key, {})
-        extra = manager.get(key, ())
-        if by_package or extra:
-            built[key] = ranked_entries(split_key(key)[0], by_package, decided.ranking, extra)
+    for key in set(providers).union(manager):
+        by_package, extra = providers.get(key, {}), manager.get(key, ())
+        built[key] = ranked_entries(split_key(key)[0], by_package, decided.ranking, extra)
     return built
