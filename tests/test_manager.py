@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -451,3 +452,25 @@ def test_the_real_managers_wheel(tmp_path: Path, real_wheel: Path) -> None:
     sam = document["mappings"]["SAMLoader::_"]
     assert sam[0]["package_id"] == "comfyui-impact-pack"  # registry first, and it preempts
     assert document["_report"].manager["registry_packages"] == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/o/r",
+        "https://github.com/O-x/R-y",
+        "https://github.com/o/r.git",
+        "https://github.com/o/r.git.git",
+        "https://github.com/o/.git",
+        "https://github.com/../r",
+        "HTTPS://GITHUB.COM/A/B",
+        " https://github.com/o/r ",
+        "https://github.com/o/r_1.2",
+    ],
+)
+def test_manager_id_shortcut_agrees_with_the_general_path(url: str, monkeypatch) -> None:
+    from registry_tools.mappings import manager_packs
+
+    fast = manager_package_id(url)
+    monkeypatch.setattr(manager_packs, "_PLAIN_GITHUB", re.compile(r"(?!)"))  # never matches
+    assert fast == manager_package_id(url)
