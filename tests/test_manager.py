@@ -474,3 +474,23 @@ def test_manager_id_shortcut_agrees_with_the_general_path(url: str, monkeypatch)
     fast = manager_package_id(url)
     monkeypatch.setattr(manager_packs, "_PLAIN_GITHUB", re.compile(r"(?!)"))  # never matches
     assert fast == manager_package_id(url)
+
+
+def test_patterns_with_back_references_and_flags_still_match(tmp_path: Path) -> None:
+    nodes = [
+        node(
+            "p",
+            [version("1.0.0", nodes=[comfy("ababNode"), comfy("FOOBAR"), comfy("Plain (x)")])],
+        )
+    ]
+    node_map = {
+        "https://github.com/a/backref": [["A"], {"nodename_pattern": r"^(ab)\1"}],
+        "https://github.com/a/flag": [["B"], {"nodename_pattern": "(?i)^foo"}],
+        "https://github.com/a/plain": [["C"], {"nodename_pattern": r"\(x\)$"}],
+    }
+    packs = [manager_pack(url) for url in node_map]
+    document = build(tmp_path, nodes, manager=write_manager(tmp_path / "m", packs, node_map))
+    mappings = document["mappings"]
+    assert ids(mappings["ababNode::_"]) == ["p", "manager_a_backref"]
+    assert ids(mappings["FOOBAR::_"]) == ["p", "manager_a_flag"]
+    assert ids(mappings["Plain (x)::_"]) == ["p", "manager_a_plain"]

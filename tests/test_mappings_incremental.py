@@ -174,3 +174,48 @@ def test_every_change_at_once_with_the_manager_and_a_chain(tmp_path: Path) -> No
         build_mappings(MappingsOptions(cache=cache, output=tmp_path / "full.json", manager=lists))
         assert out.read_bytes() == (tmp_path / "full.json").read_bytes()
         previous = out
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda index: index["packages"]["alpha-pack"].pop("names"),
+        lambda index: index["packages"]["beta-pack"].update(newest="yesterday"),
+        lambda index: index["packages"]["beta-pack"].update(fed="3"),
+        lambda index: index.pop("manager"),
+        lambda index: index["starts"].pop(),
+    ],
+)
+def test_an_index_of_the_wrong_shape_is_ignored(tmp_path: Path, damage) -> None:
+    """An index that matches its output (size, CRC-32) but not the shape the builder writes
+    (edited by hand, or by a bug) is ignored: the general path runs, with the same output."""
+    old_out = tmp_path / "old-m.json"
+    build_mappings(
+        MappingsOptions(cache=write_cache(tmp_path / "old.json", sample_nodes()), output=old_out)
+    )
+    index = orjson.loads(index_path(old_out).read_bytes())
+    damage(index)
+    index_path(old_out).write_bytes(orjson.dumps(index))
+    new = sample_nodes()
+    new.append(node("omega", [version("1.0.0", nodes=[comfy("Beta", IMAGE)])]))
+    cache = write_cache(tmp_path / "new.json", new)
+    build_mappings(MappingsOptions(cache=cache, output=tmp_path / "full.json"))
+    report = build_mappings(
+        MappingsOptions(cache=cache, output=tmp_path / "inc.json", input=old_out)
+    )
+    assert report.packages_unchanged == 0  # the general path
+    assert (tmp_path / "inc.json").read_bytes() == (tmp_path / "full.json").read_bytes()
+
+
+def test_a_registry_id_among_the_manager_ids(tmp_path: Path) -> None:
+    """Manager-only packs are serialised as one block unless a registry id sorts among
+    theirs; then they go one by one, with the same bytes."""
+    nodes = registry_nodes()
+    nodes.append(node("manager_middle", [version("1.0.0", nodes=[comfy("Middle", IMAGE)])]))
+    options = {"manager": manager_lists(tmp_path / "mgr")}
+    changed = json.loads(json.dumps(nodes))
+    _lose_url(changed)
+    both_ways(tmp_path, nodes, changed, options, options)
+    ids = list(orjson.loads((tmp_path / "inc.json").read_bytes())["packages"])
+    assert ids.index("manager_gist_0a1b2c3d") < ids.index("manager_middle")
+    assert ids.index("manager_middle") < ids.index("manager_other_user_cool_nodes")

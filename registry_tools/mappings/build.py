@@ -50,6 +50,7 @@ from registry_tools.mappings.plan import (
     Sources,
     claimed_names,
     document_stats,
+    node_types,
     notes,
     plan,
 )
@@ -114,12 +115,14 @@ def build_mappings(options: MappingsOptions, reporter: Reporter | None = None) -
         journal.close(remove=False)
         raise
     with heap.collector_paused():
-        document, facts, counted = _assemble(collected, sources, top.get("cached_at"))
+        document, facts, decided = _assemble(collected, sources, top.get("cached_at"))
+        counted = notes(decided, sources, document["packages"])
         output = files.dumps(document)
         index = None
         if not options.to_stdout:
+            fingerprint = decided.contribution.fingerprint
             index = full_index(
-                options, output, document, collected.fed, texts, facts, collected.unfed
+                options, output, document, collected.fed, texts, facts, collected.unfed, fingerprint
             )
     return _finish(options, report, [output], document["stats"], counted, index, journal, sources)
 
@@ -302,7 +305,7 @@ def _collect(
 
 def keys_by_version(document: dict[str, Any]) -> Known:
     """Invert `mappings`: which node keys each (package, version) provided. An input from
-    an older build without `<type>::_` keys gets them added (`feeding.with_type_keys`)."""
+    an older build without `<type>::_` keys gets them added, as `Hasher.version_keys` would."""
     found: dict[tuple[str, str], set[str]] = {}
     for key, entries in document["mappings"].items():
         node_type = split_key(key)[0]
@@ -319,8 +322,8 @@ def keys_by_version(document: dict[str, Any]) -> Known:
 
 def _assemble(
     collected: Collected, sources: Sources, cached_at: Any
-) -> tuple[dict[str, Any], dict[str, PackageFacts], dict[str, int]]:
-    """The document, every registry package's facts (the index keeps them) and `notes`."""
+) -> tuple[dict[str, Any], dict[str, PackageFacts], Plan]:
+    """The document, every registry package's facts (the index keeps them) and the plan."""
     facts = {}
     for package_id, record in collected.packages.items():
         versions = collected.fed.get(package_id, {})
@@ -330,7 +333,7 @@ def _assemble(
             claims=collected.claims.get(package_id, ()),
             repository=record["repository"],
             excluded=package_reason(record) is not None,
-            keys=tuple(sorted({key for keys in versions.values() for key in keys})),
+            names=node_types({key for keys in versions.values() for key in keys}),
         )
     decided = plan(facts, sources.manager, cached_at)
     providers: dict[str, dict[str, list[str]]] = {}
@@ -339,7 +342,7 @@ def _assemble(
             for key in keys:
                 providers.setdefault(key, {}).setdefault(package_id, []).append(version)
     mappings = build_entries(providers, decided)
-    packages = {**collected.packages, **decided.contribution.packages}
+    packages = {**collected.packages, **decided.contribution.records()}
     stats = document_stats(
         decided,
         registry_packages=len(collected.packages),
@@ -354,7 +357,7 @@ def _assemble(
         "packages": packages,
         "package_aliases": sources.aliases,
     }
-    return document, facts, notes(decided, sources, packages)
+    return document, facts, decided
 
 
 def build_entries(
@@ -365,5 +368,5 @@ def build_entries(
     built = {}
     for key in set(providers).union(manager):
         by_package, extra = providers.get(key, {}), manager.get(key, ())
-        built[key] = ranked_entries(split_key(key)[0], by_package, decided.ranking, extra)
+        built[key] = ranked_entries(key, by_package, decided.ranking, extra)
     return built

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 from registry_tools.mappings.cache_stream import comfy_nodes, replace_surrogates
 from registry_tools.mappings.installable import installable, metadata_gap, package_reason
 from registry_tools.mappings.job import MappingsReport
-from registry_tools.mappings.signatures import NO_SIGNATURE, SURROGATE, registry_hash, split_key
+from registry_tools.mappings.signatures import NO_SIGNATURE, SURROGATE, registry_hash
 from registry_tools.semver import version_key
 
 # The builder's modules log under one name, the one `--log-level INFO` output has always shown.
@@ -46,15 +45,6 @@ def metadata_gaps(node: dict[str, Any]) -> Counter:
     return gaps
 
 
-def with_type_keys(keys: Iterable[str]) -> list[str]:
-    """`keys` plus `<type>::_` for every node type among them, sorted: the name-only key
-    lists every package providing the type under any signature, which is the key the
-    consumers fall back to when a workflow shows fewer inputs than the registry knows."""
-    found = set(keys)
-    found.update(split_key(key)[0] + "::" + NO_SIGNATURE for key in list(found))
-    return sorted(found)
-
-
 class Hasher:
     """Signature hashes memoised on the `input_types` text: successive versions of a package
     mostly repeat their nodes verbatim, so most parses are skipped."""
@@ -67,6 +57,7 @@ class Hasher:
         """Sorted distinct node keys of one version, each node type's `::_` key included;
         malformed entries are counted, not fatal."""
         keys = set()
+        names = set()
         for comfy_node in comfy_nodes(version):
             name = comfy_node.get("comfy_node_name") if isinstance(comfy_node, dict) else None
             where = f"{package_id}@{version['version']}"
@@ -80,7 +71,9 @@ class Hasher:
             if problem:
                 _problem(self.report, problem, f"{where} {name}")
             keys.add(f"{name}::{digest}")
-        return with_type_keys(keys)
+            names.add(name)
+        keys.update(f"{name}::{NO_SIGNATURE}" for name in names)
+        return sorted(keys)
 
     def _hash(self, input_types: Any) -> tuple[str, str | None]:
         if not isinstance(input_types, str):

@@ -39,6 +39,8 @@ from registry_tools.mappings.plan import (
     Sources,
     claimed_names,
     document_stats,
+    manager_only_keys,
+    node_types,
     notes,
     plan,
 )
@@ -79,10 +81,6 @@ def update(
 
     decided = plan(read.facts, sources.manager, top.get("cached_at"))
     manager = decided.contribution
-    records: dict[str, Any] = {
-        **read.records,
-        **{p: (r, None) for p, r in manager.packages.items()},
-    }
 
     # Keys to rebuild: those of packages parsed or gone, those whose Manager entries changed,
     # and multi-package keys whose order moved.
@@ -117,15 +115,14 @@ def update(
         by_package.update(providers.get(key, {}))
         extra = manager.entries.get(key, ())
         if by_package or extra:
-            rebuilt[key] = ranked_entries(split_key(key)[0], by_package, decided.ranking, extra)
+            rebuilt[key] = ranked_entries(key, by_package, decided.ranking, extra)
 
     mappings, keys, starts, end = _splice(previous, rebuilt, sorted(affected))
-    positions = {**read.entries, **{package_id: {} for package_id in manager.packages}}
-    packages = _packages_section(previous, records, positions)
-    if sources.manager is None:
-        registry_keys = len(keys)
-    else:
-        registry_keys = len(set().union(*(f.keys for f in read.facts.values())))
+    block = _ManagerBlock(previous, manager)
+    packages = _packages_section(previous, read.records, read.entries, block)
+    registry_keys = len(keys)
+    if sources.manager is not None:
+        registry_keys -= manager_only_keys(decided, read.facts)
     stats = document_stats(
         decided,
         registry_packages=len(read.records),
@@ -140,9 +137,16 @@ def update(
     spans = {"keys": keys, "starts": starts, "end": end}
     spans.update(mappings_at=mappings_at, packages_at=packages_at)
     index = index_document(
-        options, output, stats, spans, multi, read.entries, {**kept, **manager_entries(rebuilt)}
+        options,
+        output,
+        stats,
+        spans,
+        multi,
+        read.entries,
+        {**kept, **manager_entries(rebuilt)},
+        block.placed,
     )
-    return output, stats, notes(decided, sources, records), index
+    return output, stats, notes(decided, sources, read.records.keys() | manager.stars), index
 
 
 class _Read:
@@ -155,12 +159,12 @@ class _Read:
         previous: Previous,
         replayed: list[dict[str, Any]],
         report: MappingsReport,
-        need_keys: bool,
+        need_names: bool,
     ) -> None:
         self.options = options
         self.previous = previous
         self.report = report
-        self.need_keys = need_keys  # the Manager merge needs every package's node types
+        self.need_names = need_names  # the Manager merge needs every package's node types
         self.where = f"--cache {options.cache}"
         self.journaled: dict[str, dict[str, list[str]]] = {}  # package -> version -> keys
         for record in replayed:
@@ -221,7 +225,7 @@ class _Read:
             claims=claimed_names(node),
             repository=record["repository"],
             excluded=excluded(node),
-            keys=tuple(sorted({key for keys in versions.values() for key in keys})),
+            names=node_types({key for keys in versions.values() for key in keys}),
         )
         self.facts[package_id] = facts
         self.entries[package_id] = package_entry(text, facts, versions, gaps)
@@ -230,7 +234,7 @@ class _Read:
         """A package whose versions are copied from the input."""
         self.records[package_id] = value
         self.entries[package_id] = entry
-        self.facts[package_id] = package_facts(entry, None if self.need_keys else [])
+        self.facts[package_id] = package_facts(entry, with_names=self.need_names)
         self.report.versions_fed += entry["fed"]
         self.report.versions_reused += entry["fed"]
         self.report.unfed.update(entry["unfed"])
@@ -286,19 +290,69 @@ def _entries_bytes(key: str, entries: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({key: entries}, option=INDENT)[1:-2].replace(b"\n", b"\n  ")
 
 
+class _ManagerBlock:
+    """The Manager-only packages' records in the `packages` object. Their ids share the
+    `manager_` prefix, so they are one run in id order: serialised in one go, or copied from
+    the input when what they depend on (the Manager's lists, the registry's repositories)
+    is what it was (`Contribution.fingerprint`)."""
+
+    def __init__(self, previous: Previous, manager: Any) -> None:
+        self.previous = previous
+        self.manager = manager
+        self.ids = sorted(manager.stars)
+        self.placed: dict[str, Any] | None = None  # for the new index: fingerprint and span
+
+    def pieces(self) -> Any:
+        before = self.previous.index["manager_block"]
+        if before is not None and before["fingerprint"] == self.manager.fingerprint:
+            lo, hi = before["span"]
+            at = self.previous.packages_at
+            return self.previous.view[at + lo : at + hi]
+        block = self.manager.records()
+        return orjson.dumps(block, option=INDENT).replace(b"\n", b"\n  ")[1 : -len(b"\n  }")]
+
+
 def _packages_section(
-    previous: Previous, records: dict[str, Any], facts: dict[str, dict[str, Any]]
+    previous: Previous,
+    records: dict[str, Any],
+    facts: dict[str, dict[str, Any]],
+    block: _ManagerBlock,
 ) -> list[Any]:
     """The `packages` object, as `files.dumps` writes it, as pieces to join: runs of records
     that were adjacent in the input copied as one slice, the other records serialised
     (`records` maps a package to None, copy it, or to its record and versions bytes). Notes
-    in `facts` where each record lies (relative to the `{`: `line`, `record`, `body`)."""
+    in `facts` where each record lies (relative to the `{`: `line`, `record`, `body`), and in
+    `block.placed` where the Manager's block lies (when a registry id falls among its ids,
+    its records go one by one instead, like the others)."""
+    order: list[Any] = sorted(records)
+    if block.ids:
+        at = bisect.bisect_right(order, block.ids[0])
+        if at == len(order) or order[at] > block.ids[-1]:
+            order.insert(at, None)  # where the block goes
+        else:
+            extra = block.manager.records()
+            records = {**records, **{p: (r, None) for p, r in extra.items()}}
+            facts = {**facts, **{p: {} for p in extra}}  # Manager packs are not in the index
+            order = sorted(records)
     parts: list[Any] = [b"{"]
     offset = 1  # where the next byte goes
     run = -1  # input offset where the current run of copied records starts; -1: none
     shift = 0  # output offset - input offset, within the run
     end = -1  # input offset where the run ends
-    for package_id in sorted(records):
+    for package_id in order:
+        if package_id is None:  # the Manager's block
+            if run >= 0:
+                parts.append(previous.view[previous.packages_at + run : previous.packages_at + end])
+                run = -1
+            if len(parts) > 1:
+                parts.append(b",")
+                offset += 1
+            pieces = block.pieces()
+            parts.append(pieces)
+            span = [offset, offset + len(pieces)]
+            block.placed = {"fingerprint": block.manager.fingerprint, "span": span}
+            offset += len(pieces)
+            continue
         value = records[package_id]
         fact = facts[package_id]
         if value is None and run >= 0 and fact["line"] == end + 1:

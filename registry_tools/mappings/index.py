@@ -34,7 +34,7 @@ from registry_tools.mappings.ranking import MANAGER
 log = logging.getLogger(__package__)
 
 INDEX_SUFFIX = ".index"
-INDEX_FORMAT = 2  # bump when the index, or anything derived from a package, changes meaning
+INDEX_FORMAT = 3  # bump when the index, or anything derived from a package, changes meaning
 
 
 def index_path(output: Path) -> Path:
@@ -67,8 +67,11 @@ class Previous:
     @classmethod
     def load(cls, options: MappingsOptions) -> Previous | None:
         """The index of `--input`, if there is one and it matches the file and the options."""
+        path = index_path(options.input)
         try:
-            index = orjson.loads(index_path(options.input).read_bytes())
+            if not path.is_file():  # a FIFO there would never end
+                return None
+            index = orjson.loads(path.read_bytes())
             data = map_file(options.input)
         except (OSError, orjson.JSONDecodeError):
             return None
@@ -78,6 +81,7 @@ class Previous:
             and index.get("max_versions") == options.max_versions
             and index.get("size") == len(data)
             and index.get("crc32") == checksum(data)
+            and well_formed(index)
         ):
             return None
         return cls(data, index)
@@ -130,6 +134,48 @@ class Previous:
         return known
 
 
+# What an index holds, by type: an index that matches its output's size and CRC-32 but not
+# this shape (edited by hand, written by a bug) is ignored, never a traceback.
+_TOP = {
+    "keys": list, "starts": list, "end": int, "mappings_at": int, "packages_at": int,
+    "multi": list, "manager": dict, "packages": dict,
+}  # fmt: skip
+_ENTRY = {
+    "head": str, "versions": str, "length": int, "excluded": bool, "popularity": int,
+    "claims": list, "repository": str, "fed": int, "nodes": int, "unfed": dict, "keys": str,
+    "names": str, "line": int, "record": list, "body": int,
+}  # fmt: skip
+
+
+def well_formed(index: dict[str, Any]) -> bool:
+    """Whether `index` has the shape `index_document` writes (checked before any use)."""
+    if not all(isinstance(index.get(k), kind) for k, kind in _TOP.items()):
+        return False
+    if len(index["keys"]) != len(index["starts"]):
+        return False
+    block = index.get("manager_block", False)
+    if block is not None and not (
+        isinstance(block, dict)
+        and isinstance(block.get("fingerprint"), str)
+        and isinstance(block.get("span"), list)
+        and len(block["span"]) == 2
+        and all(isinstance(x, int) for x in block["span"])
+    ):
+        return False
+    for entry in index["packages"].values():
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), kind) for k, kind in _ENTRY.items()
+        ):
+            return False
+        if "newest" not in entry:
+            return False
+        try:
+            from_iso(entry["newest"])
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
 def excluded(node: dict[str, Any]) -> bool:
     """Whether none of the package's versions may be installed (banned or deleted)."""
     return package_reason(node) is not None
@@ -156,19 +202,21 @@ def package_entry(
         "fed": len(versions),
         "nodes": sum(len(keys) for keys in versions.values()),
         "unfed": dict(sorted(unfed.items())),
-        "keys": orjson.dumps(list(facts.keys)).decode(),
+        "keys": orjson.dumps(sorted({key for keys in versions.values() for key in keys})).decode(),
+        "names": orjson.dumps(facts.names).decode(),
     }
 
 
-def package_facts(entry: dict[str, Any], keys: list[str] | None = None) -> PackageFacts:
-    """The PackageFacts of an index entry (`keys` when already parsed)."""
+def package_facts(entry: dict[str, Any], with_names: bool = True) -> PackageFacts:
+    """The PackageFacts of an index entry (its node types only when asked: they are kept as
+    JSON text, parsed when the Manager merge needs them)."""
     return PackageFacts(
         popularity=entry["popularity"],
         newest=from_iso(entry["newest"]),
         claims=tuple(entry["claims"]),
         repository=entry["repository"],
         excluded=entry["excluded"],
-        keys=tuple(orjson.loads(entry["keys"]) if keys is None else keys),
+        names=tuple(orjson.loads(entry["names"])) if with_names else (),
     )
 
 
@@ -191,6 +239,7 @@ def full_index(
     texts: dict[str, NodeText],
     facts: dict[str, PackageFacts],
     unfed: dict[str, Any],
+    fingerprint: str = "",
 ) -> dict[str, Any] | None:
     """The index of an output built by the general path, found by scanning it; None when part
     of the cache was not in the two-space layout (no fingerprints)."""
@@ -212,13 +261,18 @@ def full_index(
     end = find(b"\n  }", cursor) - mappings_at if keys else 1
     packages_at = find(PACKAGES_AT, mappings_at + end) + len(PACKAGES_AT)
     cursor = packages_at
+    block: list[int] = []  # where the Manager packs' records lie (one run of ids, or none)
+    contiguous, ended = True, False
     for package_id in sorted(document["packages"]):
         line = find(KEY_LINE, cursor)
         lo = line + len(KEY_LINE) - 1 + len(orjson.dumps(package_id)) + 2
         hi = find(RECORD_CLOSE, lo) + len(RECORD_CLOSE)
         cursor = hi
-        if package_id not in entries:  # a Manager pack: serialised afresh every run
+        if package_id not in entries:  # a Manager pack (see `incremental._ManagerBlock`)
+            contiguous = contiguous and not ended
+            block = [block[0] if block else line - packages_at, hi - packages_at]
             continue
+        ended = bool(block)
         body = find(BODY_LINE, lo, hi) + len(BODY_LINE)
         entries[package_id].update(
             line=line - packages_at, record=[lo - packages_at, hi - packages_at]
@@ -227,8 +281,16 @@ def full_index(
     multi = {key for key, found in mappings.items() if len(found) > 1}
     spans = {"keys": keys, "starts": starts, "end": end}
     spans.update(mappings_at=mappings_at, packages_at=packages_at)
+    placed = {"fingerprint": fingerprint, "span": block} if block and contiguous else None
     return index_document(
-        options, [output], document["stats"], spans, multi, entries, manager_entries(mappings)
+        options,
+        [output],
+        document["stats"],
+        spans,
+        multi,
+        entries,
+        manager_entries(mappings),
+        placed,
     )
 
 
@@ -240,6 +302,7 @@ def index_document(
     multi: set[str],
     entries: dict[str, dict[str, Any]],
     manager: dict[str, list[str]],
+    manager_block: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "format": INDEX_FORMAT,
@@ -250,6 +313,7 @@ def index_document(
         **spans,
         "multi": sorted(multi),
         "manager": manager,
+        "manager_block": manager_block,
         "packages": entries,
     }
 

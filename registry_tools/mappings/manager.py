@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ class ManagerData:
     node_map: dict[str, tuple[list[str], dict[str, Any]]]
     stats: dict[str, dict[str, Any]]
     skipped: int = 0
+    digest: str = ""  # CRC-32 of the three lists: an incremental run reuses what they gave
 
 
 def default_url() -> str:
@@ -72,18 +75,20 @@ def load_manager(source: str, url: str | None = None) -> ManagerData:
         from registry_tools.fetch.client import check_base_url  # the network only for `live`
 
         base = check_base_url(url or default_url())
-        return parse_lists(fetch_live(base), f"{base} (live)")
+        parsed = fetch_live(base)
+        digest = _digest([orjson.dumps(parsed[name]) for name in FILES])
+        return parse_lists(parsed, f"{base} (live)", digest)
     path = Path(source)
     if source == INSTALLED or not (path.exists() or os.sep in source or "/" in source):
         raw, origin = _installed(DISTRIBUTION if source == INSTALLED else source)
-        return parse_lists(_parsed(raw, origin), origin)
+        return parse_lists(_parsed(raw, origin), origin, _digest(raw.values()))
     if path.is_dir():
         folder = path / PACKAGE_DIR if (path / PACKAGE_DIR / NODE_MAP).is_file() else path
         raw = {name: _read(folder / name) for name in FILES}
-        return parse_lists(_parsed(raw, str(folder)), str(folder))
+        return parse_lists(_parsed(raw, str(folder)), str(folder), _digest(raw.values()))
     if path.exists():
         raw = _from_zip(files.check_input(path, "--manager"))
-        return parse_lists(_parsed(raw, str(path)), str(path))
+        return parse_lists(_parsed(raw, str(path)), str(path), _digest(raw.values()))
     raise UserError(f"--manager {source}: no such file or directory")
 
 
@@ -154,7 +159,14 @@ async def _fetch(base: str) -> dict[str, Any]:
     return {name: answer.data for name, answer in zip(FILES, answers, strict=True)}
 
 
-def parse_lists(parsed: dict[str, Any], origin: str) -> ManagerData:
+def _digest(contents: Iterable[bytes]) -> str:
+    crc = 0
+    for content in contents:
+        crc = zlib.crc32(content, zlib.crc32(b"\0", crc))
+    return f"{crc:08x}"
+
+
+def parse_lists(parsed: dict[str, Any], origin: str, digest: str = "") -> ManagerData:
     """Check the three lists' shapes (parsed JSON, by file name): a wrong top level is a
     UserError; entries of the wrong shape are dropped (and counted)."""
     custom, node_map, stats = (parsed[name] for name in FILES)
@@ -180,7 +192,7 @@ def parse_lists(parsed: dict[str, Any], origin: str) -> ManagerData:
         classes[url] = ([n for n in names if isinstance(n, str) and n], meta)
     counts = {url: value for url, value in stats.items() if isinstance(value, dict)}
     skipped += len(stats) - len(counts)
-    return ManagerData(origin, packs, classes, counts, skipped)
+    return ManagerData(origin, packs, classes, counts, skipped, digest)
 
 
 def _url(value: Any) -> bool:

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
@@ -47,15 +49,30 @@ class RegistryPackage:
 
 @dataclass
 class Contribution:
-    """The Manager's part of a mappings file."""
+    """The Manager's part of a mappings file. The Manager-only packages' records are built
+    when asked (`records`): an incremental run that can copy them from its input does not."""
 
-    packages: dict[str, dict[str, Any]] = field(default_factory=dict)  # Manager-only packs
-    newest: dict[str, datetime | None] = field(default_factory=dict)  # their last update
+    stars: dict[str, int] = field(default_factory=dict)  # Manager-only packs: their stars
+    newest: dict[str, datetime | None] = field(default_factory=dict)  # ...their last update
+    sources: dict[str, tuple[str, dict, dict]] = field(default_factory=dict)  # URL, pack, stats
+    fingerprint: str = ""  # what those records depend on (the lists, the registry's repos)
     entries: dict[str, set[str]] = field(default_factory=dict)  # `<class>::_` -> package ids
     claims: dict[str, set[str]] = field(default_factory=dict)  # node class -> package ids
     matched: set[str] = field(default_factory=set)  # registry packages the Manager lists
     dropped: set[str] = field(default_factory=set)  # ...that are banned or deleted
     bad_patterns: int = 0  # `nodename_pattern`s that are not regular expressions
+    data: ManagerData | None = None
+    _records: dict[str, dict[str, Any]] | None = None
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """`packages[id]` of every pack known only to the Manager."""
+        if self._records is None:
+            meta = self.data.node_map if self.data is not None else {}
+            self._records = {
+                package_id: manager_record(meta.get(url, ([], {}))[1], url, pack, stats)
+                for package_id, (url, pack, stats) in self.sources.items()
+            }
+        return self._records
 
 
 def repository_key(url: Any) -> str:
@@ -81,7 +98,7 @@ def comfydock_url(url: str) -> str:
 
 # `https://github.com/owner/repo` and nothing else: ComfyDock's id without `urlparse` (the
 # same result, tested against the general path; 3x faster on the Manager's 7,000 URLs).
-_PLAIN_GITHUB = re.compile(r"https://github\.com/([\w.-]+)/([\w.-]+)", re.ASCII | re.IGNORECASE)
+_PLAIN_GITHUB = re.compile(r"https://github\.com/([\w.-]+)/([\w.-]+)", re.ASCII)
 
 
 def manager_package_id(url: str) -> str:
@@ -119,10 +136,15 @@ class _Merge:
         self.registry = registry
         self.result = Contribution()
         self.by_repository: dict[str, list[str]] = {}
+        crc = zlib.crc32(data.digest.encode())
         for package_id in sorted(registry):
             key = repository_key(registry[package_id].repository)
             if key:
                 self.by_repository.setdefault(key, []).append(package_id)
+            line = f"{package_id}\t{key}\t{registry[package_id].excluded}\n"
+            crc = zlib.crc32(line.encode(), crc)
+        self.result.fingerprint = f"{crc:08x}"  # the Manager-only packs and their records
+        self.result.data = data
         self._keys: dict[str, str] = {}
         self.packs: dict[str, dict[str, Any]] = {}  # repository key -> custom-node-list entry
         for entry in data.custom_nodes:
@@ -158,7 +180,10 @@ class _Merge:
             if target is not None:
                 self.claim(target, entry.get("preemptions"))
         known = set().union(listed, *(p.names for p in self.registry.values()))
-        for name in sorted(known - listed - core):
+        may_match = _screen([pattern for pattern, _ in patterns])
+        for name in known - listed - core:  # each name on its own: no order needed
+            if not may_match(name):
+                continue  # most names match no pattern: one search instead of one per pattern
             for pattern, target in patterns:
                 if pattern.search(name):
                     self.names.setdefault(target, set()).add(name)
@@ -201,46 +226,79 @@ class _Merge:
                 return None
             self.result.matched.add(found)
             return found
-        if manager_id not in self.result.packages:
-            self.result.packages[manager_id] = self.record(url, pack)
-            self.result.newest[manager_id] = clock.parse_time_or_none(
-                self.result.packages[manager_id]["last_update"]
-            )
+        if manager_id not in self.result.sources:
+            stats = self.stats.get(key, {})
+            self.result.sources[manager_id] = (url, pack, stats)
+            self.result.stars[manager_id] = count(stats.get("stars"))
+            self.result.newest[manager_id] = _last_update(stats.get("last_update"))
         return manager_id
-
-    def record(self, url: str, pack: dict[str, Any]) -> dict[str, Any]:
-        """`packages[id]` of a pack known only to the Manager."""
-        meta = self.data.node_map.get(url, ([], {}))[1]
-        stats = self.stats.get(self.key(url), {})
-        repository = normalize_repository(pack.get("reference") or url)
-        last_update = stats.get("last_update")
-        return {
-            "author": _text(pack.get("author")) or _text(meta.get("author")),
-            "category": None,
-            "created_at": None,
-            "description": _text(pack.get("description")) or _text(meta.get("description")),
-            "display_name": _text(pack.get("title"))
-            or _text(meta.get("title_aux"))
-            or repository.rstrip("/").rsplit("/", 1)[-1],
-            "downloads": 0,
-            "files": _strings(pack.get("files")),
-            "github_stars": count(stats.get("stars")),
-            "icon": None,
-            "install_type": _text(pack.get("install_type")) or None,
-            "last_update": last_update if isinstance(last_update, str) else None,
-            "license": None,
-            "rating": None,
-            "repository": repository,
-            "source": MANAGER,
-            "status": None,
-            "tags": _strings(pack.get("tags")),
-            "unavailable_versions": {},
-            "versions": {},
-        }
 
     def claim(self, target: str, names: Any) -> None:
         for name in _strings(names):
             self.result.claims.setdefault(name, set()).add(target)
+
+
+def manager_record(
+    meta: dict[str, Any], url: str, pack: dict[str, Any], stats: dict[str, Any]
+) -> dict[str, Any]:
+    """`packages[id]` of a pack known only to the Manager, from its `custom-node-list.json`
+    entry, its node map metadata and its `github-stats.json` entry."""
+    repository = normalize_repository(pack.get("reference") or url)
+    last_update = stats.get("last_update")
+    return {
+        "author": _text(pack.get("author")) or _text(meta.get("author")),
+        "category": None,
+        "created_at": None,
+        "description": _text(pack.get("description")) or _text(meta.get("description")),
+        "display_name": _text(pack.get("title"))
+        or _text(meta.get("title_aux"))
+        or repository.rstrip("/").rsplit("/", 1)[-1],
+        "downloads": 0,
+        "files": _strings(pack.get("files")),
+        "github_stars": count(stats.get("stars")),
+        "icon": None,
+        "install_type": _text(pack.get("install_type")) or None,
+        "last_update": last_update if isinstance(last_update, str) else None,
+        "license": None,
+        "rating": None,
+        "repository": repository,
+        "source": MANAGER,
+        "status": None,
+        "tags": _strings(pack.get("tags")),
+        "unavailable_versions": {},
+        "versions": {},
+    }
+
+
+_BACK_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")  # \1, (?P=name), (?(1)...)
+
+
+def _screen(patterns: list[re.Pattern[str]]) -> Callable[[str], bool]:
+    """Whether any of `patterns` matches a name, with one search for all the patterns that
+    combine safely (no back-reference: its group number would change once combined); the
+    others, and all of them when they cannot be combined, are searched one by one."""
+    plain = [p for p in patterns if not _BACK_REFERENCE.search(p.pattern)]
+    others = [p for p in patterns if _BACK_REFERENCE.search(p.pattern)]
+    try:
+        combined = re.compile("|".join(f"(?:{p.pattern})" for p in plain)) if plain else None
+    except (re.error, RecursionError, OverflowError):  # e.g. a flag in the middle
+        combined, others = None, patterns
+    if combined is not None and not others:
+        return lambda name: combined.search(name) is not None
+    return lambda name: (
+        bool(combined and combined.search(name)) or any(p.search(name) for p in others)
+    )
+
+
+def _last_update(value: Any) -> datetime | None:
+    """github-stats' `last_update` (`2025-11-17 17:49:31`, UTC) as a datetime."""
+    if not isinstance(value, str):
+        return None
+    try:  # the usual form, in C; anything else through the clock's lenient parser
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return clock.parse_time_or_none(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _strings(value: Any) -> list[str]:

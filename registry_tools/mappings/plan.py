@@ -8,6 +8,7 @@ incremental one (`incremental`) from the index for the packages it did not parse
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 from registry_tools.mappings.aliases import unknown_targets
 from registry_tools.mappings.manager import ManagerData
 from registry_tools.mappings.manager_packs import Contribution, RegistryPackage, contribute
-from registry_tools.mappings.ranking import Ranking, popularity, reference_date, score
-from registry_tools.mappings.signatures import split_key
+from registry_tools.mappings.ranking import STAR_WEIGHT, Ranking, reference_date, score
+from registry_tools.mappings.signatures import NO_SIGNATURE
 
 
 @dataclass
@@ -36,7 +37,7 @@ class PackageFacts:
     claims: tuple[str, ...]  # `preempted_comfy_node_names`
     repository: str
     excluded: bool
-    keys: tuple[str, ...]  # the keys its feeding versions provide
+    names: tuple[str, ...]  # the node types its feeding versions provide (sorted)
 
 
 @dataclass
@@ -44,6 +45,17 @@ class Plan:
     ranking: Ranking
     contribution: Contribution
     reference: datetime | None
+
+
+def node_types(keys: Iterable[str]) -> tuple[str, ...]:
+    """The node types of a package's keys, sorted: every type has its `<type>::_` key."""
+    return tuple(sorted(key[:-3] for key in keys if key.endswith("::" + NO_SIGNATURE)))
+
+
+def manager_only_keys(plan: Plan, facts: dict[str, PackageFacts]) -> int:
+    """How many keys hold Manager entries only: their node type is no registry package's."""
+    provided = set().union(*(f.names for f in facts.values()))
+    return sum(1 for key in plan.contribution.entries if key[:-3] not in provided)
 
 
 def claimed_names(node: dict[str, Any]) -> tuple[str, ...]:
@@ -58,9 +70,7 @@ def plan(facts: dict[str, PackageFacts], manager: ManagerData | None, cached_at:
     """The Manager's contribution and the ranking, from every registry package's facts."""
     if manager is not None:
         registry = {
-            package_id: RegistryPackage(
-                f.repository, f.excluded, frozenset(split_key(key)[0] for key in f.keys)
-            )
+            package_id: RegistryPackage(f.repository, f.excluded, frozenset(f.names))
             for package_id, f in facts.items()
         }
         contribution = contribute(manager, registry)
@@ -69,15 +79,15 @@ def plan(facts: dict[str, PackageFacts], manager: ManagerData | None, cached_at:
     newest = {package_id: f.newest for package_id, f in facts.items()}
     reference = reference_date(cached_at, newest)
     scores = {p: score(f.popularity, f.newest, reference) for p, f in facts.items()}
-    for package_id, record in contribution.packages.items():
-        scores[package_id] = score(popularity(record), contribution.newest[package_id], reference)
+    for package_id, stars in contribution.stars.items():  # downloads 0: stars only
+        scores[package_id] = score(STAR_WEIGHT * stars, contribution.newest[package_id], reference)
     claims: dict[str, set[str]] = {}
     for package_id, f in facts.items():
         for name in f.claims:
             claims.setdefault(name, set()).add(package_id)
     for name, claimants in contribution.claims.items():
         claims.setdefault(name, set()).update(claimants)
-    ranking = Ranking(scores, set(contribution.packages), claims)
+    ranking = Ranking(scores, set(contribution.stars), claims)
     return Plan(ranking, contribution, reference)
 
 
@@ -93,12 +103,12 @@ def document_stats(
     manager = plan.contribution
     return {
         "by_source": {
-            "manager": {"keys": len(manager.entries), "packages": len(manager.packages)},
+            "manager": {"keys": len(manager.entries), "packages": len(manager.stars)},
             "registry": {"keys": registry_keys, "packages": registry_packages},
         },
-        "manager_packages": len(manager.packages),
+        "manager_packages": len(manager.stars),
         "nodes_from_manager": sum(len(ids) for ids in manager.entries.values()),
-        "packages": registry_packages + len(manager.packages),
+        "packages": registry_packages + len(manager.stars),
         "reference_date": _iso(plan.reference),
         "signatures": signatures,
         "total_nodes": total_nodes,

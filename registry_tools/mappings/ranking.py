@@ -17,6 +17,7 @@ from typing import Any
 
 from registry_tools import clock
 from registry_tools.mappings.document import count
+from registry_tools.mappings.signatures import split_key
 
 STAR_WEIGHT = 20
 RECENCY_DAYS = 365.0
@@ -45,18 +46,21 @@ class Ranking:
 
 
 def ranked_entries(
-    node_type: str,
+    key: str,
     by_package: dict[str, list[str]],
     ranking: Ranking,
     manager: Any = (),
 ) -> list[dict[str, Any]]:
-    """Entries of a key of `node_type`, best first, ranked 1..n: one per package of
-    `by_package` (its versions, newest first, as `feeding_versions` gives them) and one per
-    package of `manager` not already there (`versions: []`, `source: "manager"`: the Manager
-    says it provides the type, the registry's metadata does not)."""
+    """Entries of `key`, best first, ranked 1..n: one per package of `by_package` (its
+    versions, newest first, as `feeding_versions` gives them) and one per package of `manager`
+    not already there (`versions: []`, `source: "manager"`: the Manager says it provides the
+    type, the registry's metadata does not)."""
     extra = [p for p in manager if p not in by_package]
+    candidates = [*by_package, *extra]
+    if len(candidates) > 1:  # most keys have one package: no node type, no sort
+        candidates = ranking.order(split_key(key)[0], candidates)
     entries = []
-    for rank, package_id in enumerate(ranking.order(node_type, [*by_package, *extra]), 1):
+    for rank, package_id in enumerate(candidates, 1):
         if package_id in by_package:
             entry = {"package_id": package_id, "rank": rank, "versions": by_package[package_id]}
         else:
