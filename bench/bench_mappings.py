@@ -259,18 +259,22 @@ def main() -> int:
             print(f"== {label}  (package: {full['package']})")
             report(full, inc, size, same, full_out.stat().st_size)
             if args.baseline and not extra:
-                baseline(args.baseline.resolve(), args.repeat, work, new_cache, previous, size)
+                baseline(args.baseline.resolve(), args.repeat, work, old_cache, new_cache, size)
         if args.reference:
             reference(args.reference.resolve(), args.repeat, work, new_cache, lists, size)
         print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         return 0 if identical else 1
 
 
-def baseline(
-    package: Path, repeat: int, work: Path, cache: Path, previous: Path, size: int
-) -> None:
-    """The same registry-only builds with the package found in `package`."""
-    full_out, inc_out = work / "b-full.json", work / "b-inc.json"
+def baseline(package: Path, repeat: int, work: Path, old: Path, cache: Path, size: int) -> None:
+    """The same registry-only builds with the package found in `package`, its incremental
+    run from the mappings that package built of the original cache."""
+    previous, full_out, inc_out = (
+        work / "b-mappings.json",
+        work / "b-full.json",
+        work / "b-inc.json",
+    )
+    run({"cache": old, "output": previous}, package)
     full = median_of(repeat, run, {"cache": cache, "output": full_out}, package)
     inc = median_of(repeat, run, {"cache": cache, "output": inc_out, "input": previous}, package)
     print(f"== baseline, registry only  (package: {full['package']})")
