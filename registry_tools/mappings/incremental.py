@@ -339,14 +339,20 @@ def _packages_section(
     run = -1  # input offset where the current run of copied records starts; -1: none
     shift = 0  # output offset - input offset, within the run
     end = -1  # input offset where the run ends
+
+    def separate() -> None:
+        """End the current run of copied records, if any, and put a comma after the last."""
+        nonlocal run, offset
+        if run >= 0:
+            parts.append(previous.view[previous.packages_at + run : previous.packages_at + end])
+            run = -1
+        if len(parts) > 1:
+            parts.append(b",")
+            offset += 1
+
     for package_id in order:
         if package_id is None:  # the Manager's block
-            if run >= 0:
-                parts.append(previous.view[previous.packages_at + run : previous.packages_at + end])
-                run = -1
-            if len(parts) > 1:
-                parts.append(b",")
-                offset += 1
+            separate()
             pieces = block.pieces()
             parts.append(pieces)
             span = [offset, offset + len(pieces)]
@@ -355,15 +361,8 @@ def _packages_section(
             continue
         value = records[package_id]
         fact = facts[package_id]
-        if value is None and run >= 0 and fact["line"] == end + 1:
-            pass  # continues the run
-        else:
-            if run >= 0:
-                parts.append(previous.view[previous.packages_at + run : previous.packages_at + end])
-                run = -1
-            if len(parts) > 1:
-                parts.append(b",")
-                offset += 1
+        if not (value is None and run >= 0 and fact["line"] == end + 1):  # not a continuation
+            separate()
         if value is None:
             if run < 0:
                 run, shift = fact["line"], offset - fact["line"]
