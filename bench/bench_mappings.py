@@ -7,7 +7,9 @@ without and with ComfyUI-Manager's lists, and the ComfyDock reference scripts be
 Builds a synthetic cache (`registry_tools.registry.synth`), a copy with 1 % more versions
 (new releases of random packages, with changed inputs), and synthetic Manager lists the size
 of the real ones (about 3,500 repositories and 27,000 node names; a third of the repositories
-are registry packages' under another spelling of their URL). Then, each run in a fresh child
+are registry packages' under another spelling of their URL, and one Manager-only pack in eight
+lists registry packages' node names). Every file and timestamp is pinned
+(`SOURCE_DATE_EPOCH`), so two runs build the same bytes. Then, each run in a fresh child
 process so each peak RSS is that run's own: a full build of the grown cache, and an
 incremental build of it from the mappings of the original cache, without and with
 `--manager`. Prints wall time of the build call, CPU time, peak RSS, the ratios, and checks
@@ -39,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from registry_tools import files
+from registry_tools import clock, files
 from registry_tools.fetch import cache_file
 from registry_tools.registry import synth
 from registry_tools.semver import version_key
@@ -123,6 +125,7 @@ def manager_lists(cache: dict[str, Any], directory: Path, seed: int) -> dict[str
     shared = nodes[: min(len(nodes), 1114)]
     packs, node_map, stats = [], {}, {}
     names_left = 26_786
+    registry_names: list[str] = []
     for node in shared:
         url = node["repository"].removesuffix(".git")
         url = url[:19] + url[19:].swapcase()  # https://github.com/ + owner/repo, other case
@@ -131,6 +134,7 @@ def manager_lists(cache: dict[str, Any], directory: Path, seed: int) -> dict[str
         names = sorted({n for n in names if isinstance(n, str)})
         names += [f"{node['id']}.Extra{i}" for i in range(rng.randint(0, 3))]
         names_left -= len(names)
+        registry_names += names[:3]
         packs.append(_pack(url, node["id"]))
         node_map[url] = [names, {"title_aux": node.get("name") or node["id"]}]
         stats[url] = _stats(rng)
@@ -145,7 +149,10 @@ def manager_lists(cache: dict[str, Any], directory: Path, seed: int) -> dict[str
         if index < 8:
             meta["preemptions"] = [f"Pack{index}Node0"]
         packs.append(_pack(url, ""))
-        node_map[url] = [[f"Pack{index}Node{j}" for j in range(count)], meta]
+        names = [f"Pack{index}Node{j}" for j in range(count)]
+        if registry_names and index % 8 == 0:  # forks and rewrites: a registry pack's names
+            names[1:] = rng.sample(registry_names, min(len(registry_names), count - 1))
+        node_map[url] = [names, meta]
         stats[url] = _stats(rng)
     for index in range(3587 - len(packs)):  # listed without a node map
         packs.append(_pack(f"https://github.com/listed-only/Pack-{index}", ""))
@@ -226,6 +233,7 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="also time the package found in this dir")
     parser.add_argument("--reference", type=Path, help="also time the ComfyDock scripts in it")
     args = parser.parse_args()
+    clock.pin(int(ENV["SOURCE_DATE_EPOCH"]))  # the caches' cached_at: the ranking's reference
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as scratch:
         work = args.workdir or Path(scratch)
