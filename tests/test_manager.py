@@ -494,3 +494,20 @@ def test_patterns_with_back_references_and_flags_still_match(tmp_path: Path) -> 
     assert ids(mappings["ababNode::_"]) == ["p", "manager_a_backref"]
     assert ids(mappings["FOOBAR::_"]) == ["p", "manager_a_flag"]
     assert ids(mappings["Plain (x)::_"]) == ["p", "manager_a_plain"]
+
+
+def test_patterns_that_could_run_for_ever_and_urls_without_a_host_are_skipped(
+    tmp_path: Path,
+) -> None:
+    nodes = [node("p", [version("1.0.0", nodes=[comfy("a" * 40 + "!")])])]
+    node_map = {
+        "https://github.com/a/slow": [["A"], {"nodename_pattern": "^(a+)+$"}],
+        "not a url": [["B"], {}],
+        "ftp://example.org/x": [["C"], {}],
+    }
+    packs = [manager_pack("https://github.com/a/slow"), manager_pack("relative/path")]
+    document = build(tmp_path, nodes, manager=write_manager(tmp_path / "m", packs, node_map))
+    report = document["_report"]
+    assert report.manager["bad_patterns"] == 1 and report.manager["skipped"] == 3
+    assert ids(document["mappings"]["a" * 40 + "!::_"]) == ["p"]
+    assert [p for p in document["packages"] if p.startswith("manager_")] == ["manager_a_slow"]

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -196,7 +197,12 @@ def parse_lists(parsed: dict[str, Any], origin: str, digest: str = "") -> Manage
 
 
 def _url(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    """An http(s) URL with a host: anything else names no repository (and would give every
+    such pack the same id)."""
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value.strip())
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 def _parsed(raw: dict[str, bytes], origin: str) -> dict[str, Any]:

@@ -170,11 +170,12 @@ class _Merge:
             self.claim(target, meta.get("preemptions"))
             pattern = meta.get("nodename_pattern")
             if isinstance(pattern, str) and pattern:
-                try:
-                    patterns.append((re.compile(pattern), target))
-                except (re.error, RecursionError, OverflowError):
+                compiled = _pattern(pattern)
+                if compiled is None:
                     self.result.bad_patterns += 1
-                    log.warning("Manager pack %s: bad nodename_pattern %r", url, pattern)
+                    log.warning("Manager pack %s: unusable nodename_pattern %r", url, pattern)
+                else:
+                    patterns.append((compiled, target))
         for entry in self.data.custom_nodes:  # packs without a node map are packs all the same
             target = self.target(entry["reference"])
             if target is not None:
@@ -268,6 +269,22 @@ def manager_record(
         "unavailable_versions": {},
         "versions": {},
     }
+
+
+# A quantified group holding a quantifier (`(a+)+`, `(.*x)*`): Python's `re` has no time
+# limit, and such a pattern can take exponential time on a 30-character name.
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*[*+}][^()]*\)[*+{]")
+
+
+def _pattern(text: str) -> re.Pattern[str] | None:
+    """A `nodename_pattern` compiled, or None when it is not a regular expression or could
+    run for ever (nested quantifiers)."""
+    if len(text) > 1000 or _NESTED_QUANTIFIER.search(text):
+        return None
+    try:
+        return re.compile(text)
+    except (re.error, RecursionError, OverflowError):
+        return None
 
 
 _BACK_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")  # \1, (?P=name), (?(1)...)
