@@ -511,3 +511,22 @@ def test_patterns_that_could_run_for_ever_and_urls_without_a_host_are_skipped(
     assert report.manager["bad_patterns"] == 1 and report.manager["skipped"] == 3
     assert ids(document["mappings"]["a" * 40 + "!::_"]) == ["p"]
     assert [p for p in document["packages"] if p.startswith("manager_")] == ["manager_a_slow"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--manager-url", "http://127.0.0.1:9/x"],
+        ["--manager-cassette", "c.json"],
+        ["--manager", "live", "--manager-cassette", "missing.json"],
+        ["--manager", "live", "--manager-cassette", "c.json", "--record-mode", "sometimes"],
+    ],
+)
+def test_live_flags_misused_are_one_line(tmp_path: Path, capsys, extra: list[str]) -> None:
+    cache = write_cache(tmp_path / "cache.json", sample_nodes())
+    (tmp_path / "c.json").write_text("{}")
+    args = ["mappings", "--cache", str(cache), "--output", str(tmp_path / "m.json")]
+    extra = [str(tmp_path / e) if e.endswith(".json") else e for e in extra]
+    assert main([*args, *extra]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.json").exists()

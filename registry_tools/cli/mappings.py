@@ -76,10 +76,14 @@ def _run_mappings(args: argparse.Namespace) -> int:
         manager_url=args.manager_url,
         aliases=args.aliases,
     )
+    for flag, value in (
+        ("--manager-url", args.manager_url),
+        ("--manager-cassette", args.manager_cassette),
+    ):
+        if value is not None and args.manager != "live":
+            raise UserError(f"{flag} needs --manager live")
     cassette: contextlib.AbstractContextManager = contextlib.nullcontext()
     if args.manager_cassette is not None:
-        if args.manager != "live":
-            raise UserError("--manager-cassette needs --manager live")
         from registry_tools.replay.cassettes import use_cassette
 
         cassette = use_cassette(args.manager_cassette, args.record_mode)
