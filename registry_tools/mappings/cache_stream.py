@@ -58,7 +58,6 @@ _VERSIONS_CLOSE = b"\n      ]"
 _COMFY_OPEN = b'\n          "comfy_nodes": [\n'
 _COMFY_CLOSE = b"\n          ]"
 _NODE_COUNT = re.compile(rb'\n  "node_count": (\d+),?\n')
-_CACHED_AT = re.compile(rb'\n  "cached_at": ("[^"\\\n]*"),?\n')
 
 Buffer = bytes | mmap.mmap  # a whole cache file, read or mapped
 
@@ -140,13 +139,6 @@ def declared_node_count(path: Path) -> int:
     the head of the file does not state it."""
     found = _NODE_COUNT.search(_head(path))
     return int(found.group(1)) if found else 0
-
-
-def declared_cached_at(path: Path) -> str | None:
-    """The cache's own `cached_at` (the ranking's reference date) from the head of the
-    file, or None when the head does not state it (then read it from the whole file)."""
-    found = _CACHED_AT.search(_head(path))
-    return orjson.loads(found.group(1)) if found else None
 
 
 def _head(path: Path) -> bytes:

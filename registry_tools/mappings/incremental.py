@@ -304,7 +304,8 @@ class _ManagerBlock:
 
     def pieces(self) -> Any:
         before = self.previous.index["manager_block"]
-        if before is not None and before["fingerprint"] == self.manager.fingerprint:
+        fingerprint = self.manager.fingerprint
+        if fingerprint and before is not None and before["fingerprint"] == fingerprint:
             lo, hi = before["span"]
             at = self.previous.packages_at
             return self.previous.view[at + lo : at + hi]

@@ -143,7 +143,9 @@ class _Merge:
                 self.by_repository.setdefault(key, []).append(package_id)
             line = f"{package_id}\t{key}\t{registry[package_id].excluded}\n"
             crc = zlib.crc32(line.encode(), crc)
-        self.result.fingerprint = f"{crc:08x}"  # the Manager-only packs and their records
+        # What the Manager-only packs and their records depend on ('' for lists of unknown
+        # origin, whose records are then always built afresh).
+        self.result.fingerprint = f"{crc:08x}" if data.digest else ""
         self.result.data = data
         self._keys: dict[str, str] = {}
         self.packs: dict[str, dict[str, Any]] = {}  # repository key -> custom-node-list entry
