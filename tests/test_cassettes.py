@@ -289,10 +289,12 @@ def _replay_sample(directory: Path, concurrency: int) -> tuple[Path, Path]:
     return options.output, mappings
 
 
-def test_replayed_sample_is_byte_identical_at_any_concurrency(tmp_path: Path, snapshot) -> None:
+def test_replayed_sample_is_byte_identical_at_any_concurrency(
+    tmp_path: Path, registry_snapshot
+) -> None:
     for concurrency in (1, 16, 1):
         run = tmp_path / str(concurrency)
         run.mkdir(exist_ok=True)
         cache, mappings = _replay_sample(run, concurrency)
-        assert snapshot("cache") == cache
-        assert snapshot("mappings") == mappings
+        assert registry_snapshot("cache") == cache
+        assert registry_snapshot("mappings") == mappings

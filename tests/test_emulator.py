@@ -1,108 +1,34 @@
-"""The registry emulator: endpoints, odd ids, deterministic faults, counters, `serve`."""
+"""The registry emulator: endpoints, odd ids, deterministic faults, counters, options
+(`serve` itself: tests/test_serve.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-import orjson
 import pytest
-from yarl import URL
+from _registry_http import ODD_IDS, fetch, get, odd_registry, url
 
 from registry_tools import files
 from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
 from registry_tools.registry.emulator import Emulator, Faults, running_emulator
 
-ODD_IDS = ["a/b", "..", "nœud-ü", "with space"]
-
-
-def _version(version: str, comfy: int = 1, **extra: Any) -> dict[str, Any]:
-    entry = {
-        "version": version,
-        "createdAt": "2024-05-01T10:00:05.32703Z",
-        "download_url": f"https://cdn.example/{quote(version)}.zip",
-        "dependencies": [],
-        "deprecated": False,
-        "metadata_cached": True,
-        "comfy_nodes": [{"comfy_node_name": f"N{i}", "input_types": "{}"} for i in range(comfy)],
-    }
-    entry.update(extra)
-    return entry
-
-
-def _node(node_id: str, versions: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    node = {
-        "id": node_id,
-        "name": f"Name of {node_id}",
-        "description": "",
-        "fully_cached": True,
-        "versions_cached_at": "2026-01-01T00:00:00Z",
-        "versions_cached_for": versions[0]["version"] if versions else "",
-        "versions_list": versions,
-    }
-    node.update(extra)
-    return node
+_url = url
 
 
 @pytest.fixture(scope="module")
 def cache() -> dict[str, Any]:
-    many = [_version(f"1.{i}.0") for i in range(30)]
-    nodes = [
-        _node(
-            "pack",
-            [
-                _version("1.9.0", comfy=3),
-                _version("1.10.0", comfy=120),
-                _version("2.0.0-rc.1", comfy=0),
-                _version("2.0 beta/x", metadata_cached=False, comfy_nodes=None),
-                _version("0.1.0", download_url=None),
-            ],
-            description="Upscales IMAGES quickly",
-        ),
-        _node("many", many, name="Many Versions", latest_version={"version": "1.3.0"}),
-        _node("banned-pack", [], versions_unavailable="banned"),
-        _node("gone-pack", [], versions_unavailable="not_found"),
-        *(_node(node_id, [_version("1.0.0")]) for node_id in ODD_IDS),
-    ]
-    return cache_file.build_cache(nodes)
+    return odd_registry()
 
 
 @pytest.fixture(scope="module")
 def emu(cache):
     with running_emulator(cache) as running:
         yield running
-
-
-def _url(base: str, *segments: str, **query: Any) -> URL:
-    """A URL with each path segment percent-encoded, kept verbatim (`..` is not resolved)."""
-    path = "/".join(quote(s, safe="") for s in segments)
-    url = URL(f"{base}/{path}", encoded=True)
-    return url.with_query({k: str(v) for k, v in query.items()}) if query else url
-
-
-async def _get(session: aiohttp.ClientSession, url: URL) -> tuple[int, Any, Any]:
-    async with session.get(url) as response:
-        return response.status, response.headers, orjson.loads(await response.read())
-
-
-def get(base: str, *segments: str, **query: Any) -> tuple[int, Any, Any]:
-    """GET one URL: (status, headers, JSON body)."""
-
-    async def run() -> tuple[int, Any, Any]:
-        async with aiohttp.ClientSession() as session:
-            return await _get(session, _url(base, *segments, **query))
-
-    return asyncio.run(run())
 
 
 # ---- endpoints -------------------------------------------------------------------------------
@@ -125,10 +51,17 @@ def test_nodes_pages(emu) -> None:
     assert get(emu.url, "nodes", page=4, limit=3)[2]["nodes"] == []
 
 
-@pytest.mark.parametrize("query", [{"page": 0}, {"page": "x"}, {"limit": 0}, {"limit": "-2"}])
+@pytest.mark.parametrize("query", [{"page": -1}, {"page": "x"}, {"limit": 0}, {"limit": "-2"}])
 def test_nodes_bad_paging_is_400(emu, query) -> None:
     status, _, body = get(emu.url, "nodes", **query)
     assert status == 400 and "must be" in body["message"]
+    assert body["error"] == "Bad Request"
+
+
+def test_page_0_is_page_1(emu) -> None:
+    assert get(emu.url, "nodes", page=0, limit=3)[2] == get(emu.url, "nodes", page=1, limit=3)[2]
+    path = ("nodes", "pack", "versions", "1.10.0", "comfy-nodes")
+    assert get(emu.url, *path, page=0)[2] == get(emu.url, *path, page=1)[2]
 
 
 def test_node_is_served_without_local_keys(emu, cache) -> None:
@@ -181,7 +114,7 @@ def test_listing_omits_some_download_urls_and_install_has_them(cache) -> None:
 
 
 def test_install(emu) -> None:
-    assert get(emu.url, "nodes", "pack", "install", version="0.1.0")[2]["downloadUrl"] is None
+    assert get(emu.url, "nodes", "pack", "install", version="0.1.0")[2]["downloadUrl"] == ""
     assert get(emu.url, "nodes", "pack", "install")[2]["version"] == "2.0.0-rc.1"  # newest
     assert get(emu.url, "nodes", "many", "install")[2]["version"] == "1.3.0"  # latest_version
     assert get(emu.url, "nodes", "gone-pack", "install")[0] == 404
@@ -200,9 +133,13 @@ def test_comfy_nodes_pages(emu) -> None:
     assert get(emu.url, *path, page=4, limit=50)[2]["comfy_nodes"] == []
 
 
-@pytest.mark.parametrize("version", ["2.0.0-rc.1", "2.0 beta/x"])
-def test_comfy_nodes_404_without_metadata(emu, version) -> None:
-    assert get(emu.url, "nodes", "pack", "versions", version, "comfy-nodes")[0] == 404
+def test_comfy_nodes_of_a_version_without_nodes_or_without_metadata(emu) -> None:
+    empty = get(emu.url, "nodes", "pack", "versions", "2.0.0-rc.1", "comfy-nodes")
+    assert empty[0] == 200 and empty[2] == {"comfy_nodes": [], "totalNumberOfPages": 0}
+    unknown = get(emu.url, "nodes", "pack", "versions", "2.0 beta/x", "comfy-nodes")
+    assert unknown[0] == 200 and unknown[2] == {"comfy_nodes": None, "totalNumberOfPages": 0}
+    missing = get(emu.url, "nodes", "pack", "versions", "9.9.9", "comfy-nodes")
+    assert missing[0] == 404 and missing[2]["error"] == "Not Found"
 
 
 def test_legacy_total_pages(cache) -> None:
@@ -234,6 +171,8 @@ def test_counters_and_stats(cache) -> None:
             "by_kind": {"node": 1, "nodes": 1, "versions": 1},
             "by_status": {"200": 2, "404": 1},
             "faults": {},
+            "rate_limited": 0,
+            "installs": 0,
         }
         assert emu.counters.as_dict() == expected
         assert get(emu.url, "_emulator", "stats")[2] == expected  # not counted itself
@@ -260,7 +199,7 @@ async def _outcome(session: aiohttp.ClientSession, base: str, key: int) -> str:
     """What one request saw: a status, or the kind of client error."""
     segments, query = KEYS[key]
     try:
-        return str((await _get(session, _url(base, *segments, **query)))[0])
+        return str((await fetch(session, _url(base, *segments, **query)))[0])
     except aiohttp.ClientPayloadError:
         return "truncated"
     except aiohttp.ServerDisconnectedError:
@@ -344,7 +283,7 @@ def test_latency_is_per_request_and_concurrent(cache) -> None:
     async def many(base: str) -> float:
         async with aiohttp.ClientSession() as session:
             start = time.perf_counter()
-            await asyncio.gather(*(_get(session, _url(base, "nodes")) for _ in range(10)))
+            await asyncio.gather(*(fetch(session, _url(base, "nodes")) for _ in range(10)))
             return time.perf_counter() - start
 
     with running_emulator(cache, Faults(latency_ms=200)) as emu:
@@ -377,56 +316,15 @@ def test_running_an_emulator_instance_keeps_its_state(cache) -> None:
         pass
 
 
-# ---- the serve command -----------------------------------------------------------------------
-
-
-def _serve(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "registry_tools", "serve", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def test_serve_command(tmp_path, cache) -> None:
-    path = tmp_path / "cache.json"
-    path.write_bytes(files.dumps(cache))
-    process = _serve("--cache", str(path), "--port", "0", "--latency-ms", "1")
-    try:
-        line = process.stdout.readline()
-        assert line.startswith("serving http://127.0.0.1:")
-        status, _, body = get(line.split()[1], "nodes", "pack")
-        assert status == 200 and body["id"] == "pack"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=10)
-    assert process.returncode == 0
-    assert out == ""
-    assert "1 requests" in err and "node=1" in err
-
-
 @pytest.mark.parametrize(
-    ("content", "message"),
-    [(None, "no such file"), (b"[1, 2]", "not a registry cache"), (b"{", "not valid JSON")],
+    ("options", "message"),
+    [
+        ({"behaviour": {"rate_limit": 1}}, "behaviour must be a Behaviour"),
+        ({"clock": 5}, "clock must be a function"),
+        ({"missing_download_rate": 1.5}, "missing_download_rate must be from 0 to 1"),
+        ({"missing_download_rate": "0.1"}, "missing_download_rate must be from 0 to 1"),
+    ],
 )
-def test_serve_bad_cache_is_one_line(tmp_path: Path, content, message) -> None:
-    path = tmp_path / "cache.json"
-    if content is not None:
-        path.write_bytes(content)
-    process = _serve("--cache", str(path))
-    out, err = process.communicate(timeout=20)
-    assert process.returncode == 2 and out == ""
-    assert err.startswith("registry-tools: error: --cache ") and message in err
-    assert err.count("\n") == 1
-
-
-def test_serve_on_a_taken_port_is_one_line(tmp_path, cache) -> None:
-    path = tmp_path / "cache.json"
-    path.write_bytes(files.dumps(cache))
-    with running_emulator(cache) as emu:
-        process = _serve("--cache", str(path), "--port", str(URL(emu.url).port))
-        out, err = process.communicate(timeout=20)
-    assert process.returncode == 2 and out == ""
-    assert err.startswith("registry-tools: error: --host/--port: ") and err.count("\n") == 1
+def test_emulator_checks_its_options(cache, options, message) -> None:
+    with pytest.raises(UserError, match=message):
+        Emulator(cache, **options)

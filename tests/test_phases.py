@@ -37,7 +37,7 @@ def pinned_clock():
 def registry() -> dict:
     clock.pin("2026-01-02T03:04:05Z")
     try:
-        return synth.generate(150, 3)
+        return synth.generate(150, 3, ideal=True)
     finally:
         clock.pin(None)
 
@@ -172,7 +172,7 @@ ODD_IDS = ["a/b", "..", "nœud-ü", "with space", "%2F"]
 
 def test_odd_node_ids_are_url_quoted(tmp_path):
     clock.pin("2026-01-02T03:04:05Z")
-    cache = synth.generate(len(ODD_IDS), 9)
+    cache = synth.generate(len(ODD_IDS), 9, ideal=True)
     for node, odd in zip(cache["nodes"], ODD_IDS, strict=True):
         node["id"] = odd
         for version in node.get("versions_list", []):

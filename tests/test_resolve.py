@@ -108,7 +108,11 @@ def test_ui_workflow(mappings: dict) -> None:
     assert by_type["BadJson"].candidates[0].package_id == "gamma-odd"  # inside a group node
     assert result.unresolved == ("NotInRegistry",)
     assert result.builtin == ("KSampler", "Note", "PrimitiveNode", "Reroute")
-    assert result.skipped == ("workflow>MyGroup",)
+    assert result.references == ("3f2a-subgraph-uuid", "workflow>MyGroup")
+    # the plan: one pack per type, MaskScale and Beta both from alpha-pack (fewest packs)
+    plan = {p.package_id: p.node_types for p in result.packages}
+    assert plan["alpha-pack"] == ("Beta", "Loader", "MaskScale")
+    assert plan["gamma-odd"] == ("BadJson", "NoInputs")
 
 
 def test_the_exact_signature_decides_between_packages(mappings: dict) -> None:
@@ -149,7 +153,9 @@ def test_api_workflow(mappings: dict) -> None:
 
 def test_builtin_list_is_shipped() -> None:
     assert {"KSampler", "CheckpointLoaderSimple", "SaveImage", "Reroute"} <= builtin_nodes()
+    assert {"GetImageSize", "LoadVideo", "StringConcatenate", "MarkdownNote"} <= builtin_nodes()
     assert "MaskScale" not in builtin_nodes()
+    assert len(builtin_nodes()) >= 1000
 
 
 # ---- CLI -----------------------------------------------------------------------------------
@@ -169,16 +175,35 @@ def test_cli_exit_codes_and_json(tmp_path: Path, mappings_file: Path, capsys) ->
     assert main([*args, "--mappings", str(mappings_file)]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["unresolved"] == ["Nowhere"]
+    assert report["unresolved_types"][0]["reason"] == "unknown"
     assert report["types"][0]["candidates"][0] == {
         "package_id": "rival-pack",
         "rank": 1,
         "version": "3.0.0",
         "versions": ["3.0.0"],
     }
+    # rival-pack ranks first for Loader, but alpha-pack is needed for MaskScale anyway
+    (alpha,) = report["packages"]
+    assert (alpha["package_id"], alpha["node_types"]) == ("alpha-pack", ["Loader", "MaskScale"])
+    assert (alpha["version"], alpha["download_url"]) == ("1.10.0", "https://cdn.example/1.10.0.zip")
+    loader = next(t for t in report["types"] if t["node_type"] == "Loader")
+    assert (
+        loader["why"] == "rank 2 of 2 candidates; alpha-pack also provides MaskScale (fewest packs)"
+    )
 
 
 @pytest.mark.parametrize(
-    "content", ["[1, 2]", "{}", '{"nodes": 3}', '{"a": {"inputs": {}}}', "not json", '"text"']
+    "content",
+    [
+        "[1, 2]",
+        "{}",
+        '{"nodes": 3}',
+        '{"a": {"inputs": {}}}',
+        "not json",
+        '"text"',
+        '{"cached_at": "x", "nodes": [{"id": "pack", "name": "Pack"}]}',  # a registry cache
+        '{"nodes": []}',
+    ],
 )
 def test_cli_rejects_what_is_not_a_workflow(
     tmp_path: Path, mappings_file: Path, capsys, content: str

@@ -37,12 +37,14 @@ from registry_tools.fetch.run import run_cache
 from registry_tools.mappings.build import PHASE as PHASE_MAPPINGS
 from registry_tools.mappings.build import MappingsOptions, build_mappings
 from registry_tools.mappings.load import load_mappings
+from registry_tools.mappings.signatures import SignatureError, registry_signature
 from registry_tools.notebooks import plots, stats
 from registry_tools.progress import Reporter
 from registry_tools.replay.cassettes import bundled_cassettes, phase_cassettes
 from registry_tools.replay.recording import REPLAY_BACKOFF, check_replayable
-from registry_tools.resolve.builtins import builtin_nodes
-from registry_tools.resolve.resolver import Resolution, resolve_workflow
+from registry_tools.resolve.plan import Resolution
+from registry_tools.resolve.reading import load_workflow
+from registry_tools.resolve.resolver import resolve_workflow
 
 # Fetch options each phase sends to the registry: replaying cassettes needs the recorded ones.
 MISSING_TYPE = "NotInTheRegistry"  # the demo workflow's deliberately unresolvable node
@@ -354,29 +356,60 @@ def _ensure_mappings(params: Parameters, reporter: Reporter) -> Path:
     return path
 
 
-def demo_workflow(document: dict[str, Any]) -> dict[str, Any]:
-    """An API-format workflow that shows every outcome: contested node types, unique ones,
-    ComfyUI built-ins and a type no package provides."""
+def demo_workflow(document: dict[str, Any], cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A UI-format workflow that shows every outcome: the most contested node types with the
+    inputs their registry metadata lists (so their exact signatures match), one of them
+    recorded with the pack the workflow used (`cnr_id`), two unique types, ComfyUI built-ins
+    (a core and a frontend-only one), and a type no package provides."""
     collisions = stats.collisions(document)
     contested = sorted(collisions, key=lambda t: (-len(collisions[t]), t))[:3]
     unique = [t for t in stats.signatures_per_node_type(document) if t not in collisions][:2]
-    builtins = sorted(builtin_nodes())[:2]
-    types = [*contested, *unique, *builtins, MISSING_TYPE]
-    return {str(i): {"class_type": t, "inputs": {}} for i, t in enumerate(types, 1)}
+    inputs = _registry_inputs(cache, {*contested, *unique}) if cache else {}
+    nodes = []
+    for number, node_type in enumerate([*contested, *unique], 1):
+        listed = [{"name": n, "type": t, "link": None} for n, t in inputs.get(node_type, [])]
+        nodes.append({"id": number, "type": node_type, "inputs": listed, "properties": {}})
+    if contested:  # the workflow says which pack it used: the plan honours it over the rank
+        recorded = collisions[contested[0]][-1]
+        nodes[0]["properties"] = {"cnr_id": recorded, "Node name for S&R": contested[0]}
+    builtins = ["KSampler", "Reroute"]
+    for node_type in [*builtins, MISSING_TYPE]:
+        nodes.append({"id": len(nodes) + 1, "type": node_type, "inputs": [], "properties": {}})
+    return {"last_node_id": len(nodes), "nodes": nodes, "links": [], "version": 0.4}
+
+
+def _registry_inputs(cache: dict[str, Any], wanted: set[str]) -> dict[str, list[tuple[str, str]]]:
+    """(input name, type) pairs of the newest registry metadata for each wanted node type."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for package in cache.get("nodes", []):
+        for version in package.get("versions_list", []):
+            for comfy in version.get("comfy_nodes") or []:
+                name = comfy.get("comfy_node_name")
+                if name not in wanted or name in found:
+                    continue
+                try:
+                    signature = registry_signature(comfy.get("input_types"))
+                except SignatureError:
+                    continue
+                if signature:
+                    found[name] = [tuple(part.rsplit(":", 1)) for part in signature.split("|")]
+    return found
 
 
 def _resolve(params: Parameters, reporter: Reporter) -> StepResult:
-    """Notebook step 05: resolve a workflow's nodes to candidate packages."""
+    """Notebook step 05: resolve a workflow to an installation plan."""
     mappings_path = _ensure_mappings(params, reporter)
     document = load_mappings(mappings_path)
     if params.workflow:
         workflow_path = params.path(params.workflow, "workflow")
-        workflow = files.read_json(workflow_path, "workflow")
+        workflow: Any = load_workflow(workflow_path)
     else:
-        workflow = demo_workflow(document)
+        cache_path = params.path(params.input_cache, "input_cache") if params.input_cache else None
+        cache = cache_file.load_cache(cache_path) if cache_path and cache_path.is_file() else None
+        workflow = demo_workflow(document, cache)
         workflow_path = params.directory() / "demo_workflow.json"
         files.write_atomic(workflow_path, files.dumps(workflow))
-    resolution = resolve_workflow(workflow, document)
+    resolution = resolve_workflow(workflow, document, label=workflow_path.name)
     output = params.path(params.output_resolution, "output_resolution")
     files.write_atomic(output, files.dumps(resolution.to_json()))
     result = StepResult(
@@ -384,20 +417,54 @@ def _resolve(params: Parameters, reporter: Reporter) -> StepResult:
         {
             "workflow": f"{workflow_path} ({resolution.format} format)",
             "custom node types": len(resolution.types),
+            "packs to install": len(resolution.packages),
             "unresolved": ", ".join(resolution.unresolved) or "none",
-            "built-in types skipped": len(resolution.builtin),
+            "built-in types": len(resolution.builtin),
+            "ComfyUI": _comfyui_line(resolution),
             "mappings": str(mappings_path),
             "resolution": str(output),
         },
         figures={"candidates": plots.candidates_per_node(_candidate_counts(resolution))},
-        tables={"workflow nodes and candidate packages": _resolution_rows(resolution)},
+        tables={
+            "installation plan": _plan_rows(resolution),
+            "unresolved node types": _unresolved_rows(resolution),
+            "workflow nodes and candidate packages": _resolution_rows(resolution),
+        },
     )
     result.save_figures(params.directory(), "05_resolve")
     return result
 
 
+def _comfyui_line(resolution: Resolution) -> str:
+    comfy = resolution.comfyui
+    if comfy.get("sufficient"):
+        return f"its built-in types are all in ComfyUI {comfy['sufficient']}"
+    return "no dated built-in types"
+
+
 def _candidate_counts(resolution: Resolution) -> dict[str, int]:
     return {t.node_type: len(t.candidates) for t in resolution.types}
+
+
+def _plan_rows(resolution: Resolution) -> list[dict[str, Any]]:
+    return [
+        {
+            "pack": p.package_id,
+            "version": p.version or "-",
+            "for node types": ", ".join(p.node_types),
+            "why": p.why,
+            "download": p.download_url or p.repository or "-",
+            "notes": "; ".join(p.notes),
+        }
+        for p in resolution.packages
+    ]
+
+
+def _unresolved_rows(resolution: Resolution) -> list[dict[str, Any]]:
+    return [
+        {"node type": u.node_type, "reason": u.reason, "detail": u.detail}
+        for u in resolution.unresolved_types
+    ]
 
 
 def _resolution_rows(resolution: Resolution) -> list[dict[str, Any]]:
@@ -405,6 +472,8 @@ def _resolution_rows(resolution: Resolution) -> list[dict[str, Any]]:
         {
             "node type": t.node_type,
             "match": t.match,
+            "chosen": t.package_id or f"unresolved ({t.reason})",
+            "why": t.why,
             "candidates (rank package@version)": "; ".join(
                 f"{c.rank}. {c.package_id}@{c.version or '-'}" for c in t.candidates
             )

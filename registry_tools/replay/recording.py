@@ -11,6 +11,7 @@ options record a real registry instead.
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,7 +80,7 @@ def record_dataset(
     concurrency: int = 8,
 ) -> RunSummary:
     """Record `cassettes/<name>/` (or `directory`) from the emulator, or from `base_url`."""
-    directory = Path(directory) if directory is not None else Path("cassettes") / name
+    directory = dataset_directory(name, directory)
     if base_url is None:
         recipe = _recipe(name)
         return _record_synthetic(name, recipe, directory, concurrency)
@@ -90,6 +91,34 @@ def record_dataset(
         )
     dataset = {"name": name, "source": base_url, "fetch": asdict(Fetch())}
     return _record(dataset, directory, base_url, Fetch(), concurrency, backoff=0.5)
+
+
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def dataset_directory(name: str, directory: Path | None = None) -> Path:
+    """Where `record_dataset(name, directory)` writes: `directory`, else `cassettes/<name>`.
+
+    A name that would leave `cassettes/` (`../x`, `/abs`) is refused, and so is any target
+    inside an installed (non-editable) registry-tools: a recording never goes into
+    site-packages. In a source checkout `cassettes/sample` is the bundled set, re-recorded in
+    place on purpose.
+    """
+    if not isinstance(name, str) or not _DATASET_NAME.fullmatch(name):
+        raise UserError(
+            f"--dataset {name!r}: a data set name is letters, digits, '.', '_' and '-' "
+            "(it names the directory cassettes/<dataset>)"
+        )
+    target = Path(directory) if directory is not None else Path("cassettes") / name
+    resolved = target.resolve()
+    checkout = (_PACKAGE.parent / "pyproject.toml").is_file()
+    if not checkout and (resolved == _PACKAGE or _PACKAGE in resolved.parents):
+        raise UserError(
+            f"--cassette-dir {target}: inside the installed registry-tools package "
+            f"({_PACKAGE}); record into a directory of your own"
+        )
+    return target
 
 
 # Options that change which requests a phase makes: replay must use the recorded values.
