@@ -106,6 +106,9 @@ def grow(cache: dict[str, Any], share: float, seed: int) -> dict[str, Any]:
             status="NodeVersionStatusActive",
             download_url=f"https://cdn.example/{package['id']}/{serial}.zip",
         )
+        release.pop("metadata_pending", None)  # its metadata is cached: extraction done
+        if "comfy_node_extract_status" in release:
+            release["comfy_node_extract_status"] = "success"
         comfy_nodes = release.setdefault("comfy_nodes", [])
         comfy_nodes.append(
             {"comfy_node_name": f"BenchNew{serial}", "input_types": '{"required": {}}'}
