@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -190,19 +190,21 @@ def parse_lists(parsed: dict[str, Any], origin: str, digest: str = "") -> Manage
         if not _url(url) or not isinstance(names, list) or not isinstance(meta, dict):
             skipped += 1
             continue
-        classes[url] = ([n for n in names if isinstance(n, str) and n], meta)
+        if not all(type(n) is str and n for n in names):  # usually all are: no copy then
+            names = [n for n in names if isinstance(n, str) and n]
+        classes[url] = (names, meta)
     counts = {url: value for url, value in stats.items() if isinstance(value, dict)}
     skipped += len(stats) - len(counts)
     return ManagerData(origin, packs, classes, counts, skipped, digest)
 
 
+_HTTP_URL = re.compile(r"\s*https?://[^/?#\s]", re.IGNORECASE)
+
+
 def _url(value: Any) -> bool:
     """An http(s) URL with a host: anything else names no repository (and would give every
-    such pack the same id)."""
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value.strip())
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+    such pack the same id). (`urlsplit` would say the same, three times slower.)"""
+    return isinstance(value, str) and _HTTP_URL.match(value) is not None
 
 
 def _parsed(raw: dict[str, bytes], origin: str) -> dict[str, Any]:

@@ -191,10 +191,15 @@ class _Merge:
                 if pattern.search(name):
                     self.names.setdefault(target, set()).add(name)
                     break
+        entries = self.result.entries
         for target, names in self.names.items():
             provided = self.registry[target].names if target in self.registry else frozenset()
             for name in names - core - provided:
-                self.result.entries.setdefault(f"{name}::_", set()).add(target)
+                key = name + "::_"
+                if key in entries:
+                    entries[key].add(target)
+                else:
+                    entries[key] = {target}
 
     def key(self, url: str) -> str:
         """`repository_key`, memoised: most URLs appear in two or three of the lists."""
