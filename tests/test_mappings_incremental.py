@@ -219,3 +219,22 @@ def test_a_registry_id_among_the_manager_ids(tmp_path: Path) -> None:
     ids = list(orjson.loads((tmp_path / "inc.json").read_bytes())["packages"])
     assert ids.index("manager_gist_0a1b2c3d") < ids.index("manager_middle")
     assert ids.index("manager_middle") < ids.index("manager_other_user_cool_nodes")
+
+
+def test_reused_manager_state_ranks_like_a_full_build(tmp_path: Path) -> None:
+    """Two Manager-only packs whose order depends on both their stars and their last update
+    (3 stars two years ago: 20; 1 star last week: 19.8): an incremental run that takes them
+    from the input's index ranks them as a full build does."""
+    old_pack, new_pack = "https://github.com/old/pack", "https://github.com/new/pack"
+    packs = [manager_pack(old_pack), manager_pack(new_pack)]
+    node_map = {old_pack: [["Tie"], {}], new_pack: [["Tie"], {}]}
+    stats = {
+        old_pack: {"stars": 3, "last_update": "2024-11-24 00:00:00"},
+        new_pack: {"stars": 1, "last_update": "2026-11-20 00:00:00"},
+    }
+    options = {"manager": write_manager(tmp_path / "mgr", packs, node_map, stats)}
+    new = sample_nodes()
+    _lose_url(new)  # a registry change that leaves the Manager's inputs as they were
+    both_ways(tmp_path, sample_nodes(), new, options, options)
+    tie = orjson.loads((tmp_path / "inc.json").read_bytes())["mappings"]["Tie::_"]
+    assert [e["package_id"] for e in tie] == ["manager_old_pack", "manager_new_pack"]

@@ -120,9 +120,17 @@ def build_mappings(options: MappingsOptions, reporter: Reporter | None = None) -
         output = files.dumps(document)
         index = None
         if not options.to_stdout:
-            fingerprint = decided.contribution.fingerprint
+            contribution = decided.contribution
             index = full_index(
-                options, output, document, collected.fed, texts, facts, collected.unfed, fingerprint
+                options,
+                output,
+                document,
+                collected.fed,
+                texts,
+                facts,
+                collected.unfed,
+                contribution.fingerprint,
+                contribution.state(),
             )
     return _finish(options, report, [output], document["stats"], counted, index, journal, sources)
 

@@ -79,7 +79,9 @@ def update(
         read.node(data, text)
     reporter.finish(PHASE)
 
-    decided = plan(read.facts, sources.manager, top.get("cached_at"))
+    decided = plan(
+        read.facts, sources.manager, top.get("cached_at"), previous.index["manager_state"]
+    )
     manager = decided.contribution
 
     # Keys to rebuild: those of packages parsed or gone, those whose Manager entries changed,
@@ -145,6 +147,7 @@ def update(
         read.entries,
         {**kept, **manager_entries(rebuilt)},
         block.placed,
+        manager.state(),
     )
     return output, stats, notes(decided, sources, read.records.keys() | manager.stars), index
 

@@ -34,7 +34,7 @@ from registry_tools.mappings.ranking import MANAGER
 log = logging.getLogger(__package__)
 
 INDEX_SUFFIX = ".index"
-INDEX_FORMAT = 3  # bump when the index, or anything derived from a package, changes meaning
+INDEX_FORMAT = 4  # bump when the index, or anything derived from a package, changes meaning
 
 
 def index_path(output: Path) -> Path:
@@ -153,6 +153,8 @@ def well_formed(index: dict[str, Any]) -> bool:
         return False
     if len(index["keys"]) != len(index["starts"]):
         return False
+    if not _state_well_formed(index.get("manager_state", False)):
+        return False
     block = index.get("manager_block", False)
     if block is not None and not (
         isinstance(block, dict)
@@ -174,6 +176,28 @@ def well_formed(index: dict[str, Any]) -> bool:
         except (TypeError, ValueError):
             return False
     return True
+
+
+def _state_well_formed(state: Any) -> bool:
+    """`Contribution.state()` as written: None, or its fingerprint, targets and packs."""
+    if state is None:
+        return True
+    if not (
+        isinstance(state, dict)
+        and isinstance(state.get("fingerprint"), str)
+        and isinstance(state.get("targets"), dict)
+        and isinstance(state.get("packs"), dict)
+    ):
+        return False
+    targets_ok = all(t is None or isinstance(t, str) for t in state["targets"].values())
+    return targets_ok and all(
+        isinstance(pack, list)
+        and len(pack) == 3
+        and isinstance(pack[0], str)
+        and isinstance(pack[1], int)
+        and (pack[2] is None or isinstance(pack[2], str))
+        for pack in state["packs"].values()
+    )
 
 
 def excluded(node: dict[str, Any]) -> bool:
@@ -240,6 +264,7 @@ def full_index(
     facts: dict[str, PackageFacts],
     unfed: dict[str, Any],
     fingerprint: str = "",
+    manager_state: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The index of an output built by the general path, found by scanning it; None when part
     of the cache was not in the two-space layout (no fingerprints)."""
@@ -291,6 +316,7 @@ def full_index(
         entries,
         manager_entries(mappings),
         placed,
+        manager_state,
     )
 
 
@@ -303,6 +329,7 @@ def index_document(
     entries: dict[str, dict[str, Any]],
     manager: dict[str, list[str]],
     manager_block: dict[str, Any] | None,
+    manager_state: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
         "format": INDEX_FORMAT,
@@ -314,6 +341,7 @@ def index_document(
         "multi": sorted(multi),
         "manager": manager,
         "manager_block": manager_block,
+        "manager_state": manager_state,
         "packages": entries,
     }
 

@@ -55,24 +55,33 @@ class Contribution:
     stars: dict[str, int] = field(default_factory=dict)  # Manager-only packs: their stars
     newest: dict[str, datetime | None] = field(default_factory=dict)  # ...their last update
     sources: dict[str, tuple[str, dict, dict]] = field(default_factory=dict)  # URL, pack, stats
+    # (built when asked: a run reusing an earlier one's state does not need them)
     fingerprint: str = ""  # what those records depend on (the lists, the registry's repos)
     entries: dict[str, set[str]] = field(default_factory=dict)  # `<class>::_` -> package ids
     claims: dict[str, set[str]] = field(default_factory=dict)  # node class -> package ids
     matched: set[str] = field(default_factory=set)  # registry packages the Manager lists
-    dropped: set[str] = field(default_factory=set)  # ...that are banned or deleted
     bad_patterns: int = 0  # `nodename_pattern`s that are not regular expressions
-    data: ManagerData | None = None
+    targets: dict[str, str | None] = field(default_factory=dict)  # URL -> package (or None)
+    merge: _Merge | None = None
     _records: dict[str, dict[str, Any]] | None = None
 
     def records(self) -> dict[str, dict[str, Any]]:
         """`packages[id]` of every pack known only to the Manager."""
         if self._records is None:
-            meta = self.data.node_map if self.data is not None else {}
-            self._records = {
-                package_id: manager_record(meta.get(url, ([], {}))[1], url, pack, stats)
-                for package_id, (url, pack, stats) in self.sources.items()
-            }
+            self._records = self.merge.records() if self.merge is not None else {}
         return self._records
+
+    def state(self) -> dict[str, Any] | None:
+        """What the next run may reuse when its fingerprint is this one (`contribute`): which
+        package each URL stands for, and each Manager-only pack's URL, stars, last update."""
+        if not self.fingerprint or self.merge is None:
+            return None
+        if self.merge.known is not None:  # the same lists and registry: the same state
+            return self.merge.known
+        packs = {}
+        for package_id, (url, _, stats) in self.sources.items():
+            packs[package_id] = [url, self.stars[package_id], stats.get("last_update")]
+        return {"fingerprint": self.fingerprint, "targets": self.targets, "packs": packs}
 
 
 def repository_key(url: Any) -> str:
@@ -123,15 +132,21 @@ def manager_package_id(url: str) -> str:
     return "manager_" + parsed.netloc.replace(".", "_").replace("-", "_")
 
 
-def contribute(data: ManagerData, registry: dict[str, RegistryPackage]) -> Contribution:
-    """The Manager's packages, entries and claims, given the registry's packages."""
-    merge = _Merge(data, registry)
+def contribute(
+    data: ManagerData, registry: dict[str, RegistryPackage], known: Any = None
+) -> Contribution:
+    """The Manager's packages, entries and claims, given the registry's packages. `known` is
+    an earlier run's `Contribution.state()`: when its fingerprint is this run's, which package
+    each URL stands for is taken from it instead of being worked out again."""
+    merge = _Merge(data, registry, known)
     merge.run()
     return merge.result
 
 
 class _Merge:
-    def __init__(self, data: ManagerData, registry: dict[str, RegistryPackage]) -> None:
+    def __init__(
+        self, data: ManagerData, registry: dict[str, RegistryPackage], known: Any = None
+    ) -> None:
         self.data = data
         self.registry = registry
         self.result = Contribution()
@@ -145,16 +160,33 @@ class _Merge:
             crc = zlib.crc32(line.encode(), crc)
         # What the Manager-only packs and their records depend on ('' for lists of unknown
         # origin, whose records are then always built afresh).
-        self.result.fingerprint = f"{crc:08x}" if data.digest else ""
-        self.result.data = data
+        self.result.fingerprint = fingerprint = f"{crc:08x}" if data.digest else ""
+        self.result.merge = self
+        self.known: dict[str, Any] | None = None
+        if fingerprint and isinstance(known, dict) and known.get("fingerprint") == fingerprint:
+            self.known = known
         self._keys: dict[str, str] = {}
-        self.packs: dict[str, dict[str, Any]] = {}  # repository key -> custom-node-list entry
-        for entry in data.custom_nodes:
-            for url in (entry["reference"], *_strings(entry.get("files"))):
-                self.packs.setdefault(self.key(url), entry)
-        self.stats = {self.key(url): value for url, value in data.stats.items()}
+        self._packs: dict[str, dict[str, Any]] | None = None
+        self._stats: dict[str, dict[str, Any]] | None = None
         self.names: dict[str, set[str]] = {}  # target package -> node classes the Manager lists
-        self.targets: dict[str, str | None] = {}  # URL -> `target` (each URL is seen twice)
+        self.targets = self.result.targets  # URL -> `target` (each URL is seen twice)
+
+    @property
+    def packs(self) -> dict[str, dict[str, Any]]:
+        """repository key -> its `custom-node-list.json` entry."""
+        if self._packs is None:
+            self._packs = {}
+            for entry in self.data.custom_nodes:
+                for url in (entry["reference"], *_strings(entry.get("files"))):
+                    self._packs.setdefault(self.key(url), entry)
+        return self._packs
+
+    @property
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """repository key -> its `github-stats.json` entry."""
+        if self._stats is None:
+            self._stats = {self.key(url): value for url, value in self.data.stats.items()}
+        return self._stats
 
     def run(self) -> None:
         core: set[str] = set()
@@ -212,8 +244,40 @@ class _Merge:
         """The package a Manager repository URL stands for (a registry package or a new
         Manager-only one), or None when it is a banned or deleted registry package's."""
         if url not in self.targets:
-            self.targets[url] = self._target(url)
+            self.targets[url] = self._known(url) if self.known else self._target(url)
         return self.targets[url]
+
+    def _known(self, url: str) -> str | None:
+        """`_target` as the earlier run with the same fingerprint found it."""
+        targets = self.known["targets"]
+        if url not in targets:
+            return self._target(url)
+        found = targets[url]
+        if found in self.registry:
+            self.result.matched.add(found)
+        elif found is not None and found not in self.result.stars:
+            _, stars, last_update = self.known["packs"][found]
+            self.result.stars[found] = stars
+            self.result.newest[found] = _last_update(last_update)
+        return found
+
+    def source(self, package_id: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(URL, custom-node-list entry, github-stats entry) of a Manager-only pack."""
+        if package_id not in self.result.sources:
+            url = self.known["packs"][package_id][0]
+            key = self.key(url)
+            found = (url, self.packs.get(key, {}), self.stats.get(key, {}))
+            self.result.sources[package_id] = found
+        return self.result.sources[package_id]
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """`packages[id]` of every pack known only to the Manager."""
+        meta = self.data.node_map
+        made = {}
+        for package_id in self.result.stars:
+            url, pack, stats = self.source(package_id)
+            made[package_id] = manager_record(meta.get(url, ([], {}))[1], url, pack, stats)
+        return made
 
     def _target(self, url: str) -> str | None:
         key = self.key(url)
@@ -230,11 +294,10 @@ class _Merge:
             found = manager_id  # as ComfyDock does: an id already taken is that package
         if found is not None:
             if self.registry[found].excluded:
-                self.result.dropped.add(found)
                 return None
             self.result.matched.add(found)
             return found
-        if manager_id not in self.result.sources:
+        if manager_id not in self.result.stars:
             stats = self.stats.get(key, {})
             self.result.sources[manager_id] = (url, pack, stats)
             self.result.stars[manager_id] = count(stats.get("stars"))

@@ -66,14 +66,20 @@ def claimed_names(node: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted({n for n in names if isinstance(n, str) and n}))
 
 
-def plan(facts: dict[str, PackageFacts], manager: ManagerData | None, cached_at: Any) -> Plan:
-    """The Manager's contribution and the ranking, from every registry package's facts."""
+def plan(
+    facts: dict[str, PackageFacts],
+    manager: ManagerData | None,
+    cached_at: Any,
+    known: Any = None,
+) -> Plan:
+    """The Manager's contribution and the ranking, from every registry package's facts
+    (`known`: an earlier run's `Contribution.state()`, see `contribute`)."""
     if manager is not None:
         registry = {
             package_id: RegistryPackage(f.repository, f.excluded, frozenset(f.names))
             for package_id, f in facts.items()
         }
-        contribution = contribute(manager, registry)
+        contribution = contribute(manager, registry, known)
     else:
         contribution = Contribution()
     newest = {package_id: f.newest for package_id, f in facts.items()}
