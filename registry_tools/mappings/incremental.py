@@ -99,8 +99,7 @@ def update(
                 providers.setdefault(key, {}).setdefault(package_id, []).append(version)
     affected.update(providers)
     before = previous.index["manager"]
-    now = {key: sorted(ids) for key, ids in manager.entries.items()}
-    affected.update(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    affected.update(_changed(before, manager.entries))
     previous.prefetch(affected.union(previous.index["multi"]))
     for key in previous.index["multi"]:
         if key not in affected:
@@ -150,6 +149,16 @@ def update(
         manager.state(),
     )
     return output, stats, notes(decided, sources, read.records.keys() | manager.stars), index
+
+
+def _changed(before: dict[str, list[str]], now: dict[str, set[str]]) -> list[str]:
+    """Keys whose Manager entries are not the packages they were (no sort: most are)."""
+    changed = [key for key in before if key not in now]
+    for key, ids in now.items():
+        was = before.get(key)
+        if was is None or len(was) != len(ids) or not ids.issuperset(was):
+            changed.append(key)
+    return changed
 
 
 class _Read:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import operator
 import os
 import zlib
 from collections.abc import Iterable
@@ -164,16 +165,14 @@ def well_formed(index: dict[str, Any]) -> bool:
         and all(isinstance(x, int) for x in block["span"])
     ):
         return False
+    fields, kinds = operator.itemgetter(*_ENTRY, "newest"), (*_ENTRY.values(), str | None)
     for entry in index["packages"].values():
-        if not isinstance(entry, dict) or not all(
-            isinstance(entry.get(k), kind) for k, kind in _ENTRY.items()
-        ):
-            return False
-        if "newest" not in entry:
-            return False
-        try:
-            from_iso(entry["newest"])
-        except (TypeError, ValueError):
+        try:  # one C-level pass per entry: 3,000 of them in a full registry's index
+            if not all(map(isinstance, fields(entry), kinds)):
+                return False
+            if entry["newest"] is not None:
+                datetime.fromisoformat(entry["newest"])
+        except (TypeError, KeyError, ValueError):
             return False
     return True
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,7 @@ from registry_tools.mappings.ranking import MANAGER
 log = logging.getLogger(__package__)
 
 COMFYUI = "github.com/comfyanonymous/comfyui"  # `repository_key` of ComfyUI itself
+CORE = ""  # `_Merge.target` of ComfyUI's own entry: its names are built-in node types
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class RegistryPackage:
 
     repository: str  # normalised (`normalize_repository`)
     excluded: bool  # banned or deleted: the Manager's entries for it are dropped
-    names: frozenset[str]  # node types its feeding versions provide
+    names: Collection[str]  # node types its feeding versions provide
 
 
 @dataclass
@@ -193,10 +194,10 @@ class _Merge:
         listed: set[str] = set()
         patterns: list[tuple[re.Pattern[str], str]] = []
         for url, (names, meta) in self.data.node_map.items():
-            if self.key(url) == COMFYUI:
+            target = self.target(url)
+            if target == CORE:
                 core.update(names)
                 continue
-            target = self.target(url)
             listed.update(names)
             if target is None:
                 continue
@@ -212,7 +213,7 @@ class _Merge:
                     patterns.append((compiled, target))
         for entry in self.data.custom_nodes:  # packs without a node map are packs all the same
             target = self.target(entry["reference"])
-            if target is not None:
+            if target:  # not a banned package's, not ComfyUI's
                 self.claim(target, entry.get("preemptions"))
         known = set().union(listed, *(p.names for p in self.registry.values()))
         may_match = _screen([pattern for pattern, _ in patterns])
@@ -225,8 +226,8 @@ class _Merge:
                     break
         entries = self.result.entries
         for target, names in self.names.items():
-            provided = self.registry[target].names if target in self.registry else frozenset()
-            for name in names - core - provided:
+            provided = self.registry[target].names if target in self.registry else ()
+            for name in names.difference(core, provided):
                 key = name + "::_"
                 if key in entries:
                     entries[key].add(target)
@@ -253,6 +254,8 @@ class _Merge:
         if url not in targets:
             return self._target(url)
         found = targets[url]
+        if found == CORE:
+            return CORE
         if found in self.registry:
             self.result.matched.add(found)
         elif found is not None and found not in self.result.stars:
@@ -281,6 +284,8 @@ class _Merge:
 
     def _target(self, url: str) -> str | None:
         key = self.key(url)
+        if key == COMFYUI:
+            return CORE
         pack = self.packs.get(key, {})
         candidates = self.by_repository.get(key, [])
         hinted = pack.get("id")

@@ -76,7 +76,7 @@ def plan(
     (`known`: an earlier run's `Contribution.state()`, see `contribute`)."""
     if manager is not None:
         registry = {
-            package_id: RegistryPackage(f.repository, f.excluded, frozenset(f.names))
+            package_id: RegistryPackage(f.repository, f.excluded, f.names)
             for package_id, f in facts.items()
         }
         contribution = contribute(manager, registry, known)
