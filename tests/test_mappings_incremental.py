@@ -76,7 +76,32 @@ def _pending_metadata(nodes: list[dict]) -> None:
     nodes[1]["versions_list"][0] = version("1.0.0", metadata=False, pending="pending")
 
 
+def _provide_what_the_manager_listed(nodes: list[dict]) -> None:
+    """alpha now provides AlphaExtra, which only the Manager knew it for: no Manager entry."""
+    nodes[0]["versions_list"].append(
+        version("2.5.0", "2026-08-01T00:00:00Z", [comfy("AlphaExtra", IMAGE)])
+    )
+
+
+def _stop_providing_what_the_manager_lists(nodes: list[dict]) -> None:
+    """alpha no longer provides MaskScale in any installable version: the Manager's entry
+    for it (alpha, versions []) comes back."""
+    for entry in nodes[0]["versions_list"]:
+        if any(c["comfy_node_name"] == "MaskScale" for c in entry.get("comfy_nodes", [])):
+            entry["deprecated"] = True
+
+
+def _gain_a_patterned_name(nodes: list[dict]) -> None:
+    """gamma provides a node the Cool Nodes pattern claims (and beta's stays claimed)."""
+    nodes[2]["versions_list"].append(
+        version("0.1.0", "2026-09-01T00:00:00Z", [comfy("Gadget (Cool)"), comfy("Thing (Cool)")])
+    )
+
+
 REGISTRY_CHANGES = [
+    _gain_a_patterned_name,
+    _provide_what_the_manager_listed,
+    _stop_providing_what_the_manager_lists,
     _lose_url,
     _gain_url_under_the_servers_name,
     _flag,
@@ -238,3 +263,18 @@ def test_reused_manager_state_ranks_like_a_full_build(tmp_path: Path) -> None:
     both_ways(tmp_path, sample_nodes(), new, options, options)
     tie = orjson.loads((tmp_path / "inc.json").read_bytes())["mappings"]["Tie::_"]
     assert [e["package_id"] for e in tie] == ["manager_old_pack", "manager_new_pack"]
+
+
+def test_a_pattern_hit_stays_while_another_package_provides_the_name(tmp_path: Path) -> None:
+    """beta and gamma both provide `Thing (Cool)`, which the Cool Nodes pattern claims; beta
+    drops it (its metadata pending again): gamma still provides it, so the hit stays."""
+    old = registry_nodes()
+    old[2]["versions_list"].append(
+        version("0.1.0", "2026-09-01T00:00:00Z", [comfy("Thing (Cool)", IMAGE)])
+    )
+    new = json.loads(json.dumps(old))
+    _pending_metadata(new)
+    options = {"manager": manager_lists(tmp_path / "mgr")}
+    both_ways(tmp_path, old, new, options, options)
+    thing = orjson.loads((tmp_path / "inc.json").read_bytes())["mappings"]["Thing (Cool)::_"]
+    assert [e["package_id"] for e in thing] == ["gamma-odd", "manager_other_user_cool_nodes"]

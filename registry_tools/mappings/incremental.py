@@ -79,14 +79,15 @@ def update(
         read.node(data, text)
     reporter.finish(PHASE)
 
-    decided = plan(
-        read.facts, sources.manager, top.get("cached_at"), previous.index["manager_state"]
-    )
+    old = previous.packages
+    was = {p: orjson.loads(old[p]["names"]) for p in read.fed if p in old}  # parsed ones
+    before = previous.index["manager"]
+    state = previous.index["manager_state"]
+    decided = plan(read.facts, sources.manager, top.get("cached_at"), state, (before, was))
     manager = decided.contribution
 
     # Keys to rebuild: those of packages parsed or gone, those whose Manager entries changed,
     # and multi-package keys whose order moved.
-    old = previous.packages
     gone = set(read.fed) | (old.keys() - read.records.keys())
     affected: set[str] = set()
     for package_id in gone:
@@ -98,8 +99,10 @@ def update(
             for key in keys:
                 providers.setdefault(key, {}).setdefault(package_id, []).append(version)
     affected.update(providers)
-    before = previous.index["manager"]
-    affected.update(_changed(before, manager.entries))
+    if manager.touched is not None:  # brought up to date: it knows what it changed
+        affected.update(manager.touched)
+    else:
+        affected.update(_changed(before, manager.entries))
     previous.prefetch(affected.union(previous.index["multi"]))
     for key in previous.index["multi"]:
         if key not in affected:

@@ -35,7 +35,7 @@ from registry_tools.mappings.ranking import MANAGER
 log = logging.getLogger(__package__)
 
 INDEX_SUFFIX = ".index"
-INDEX_FORMAT = 4  # bump when the index, or anything derived from a package, changes meaning
+INDEX_FORMAT = 5  # bump when the index, or anything derived from a package, changes meaning
 
 
 def index_path(output: Path) -> Path:
@@ -186,6 +186,8 @@ def _state_well_formed(state: Any) -> bool:
         and isinstance(state.get("fingerprint"), str)
         and isinstance(state.get("targets"), dict)
         and isinstance(state.get("packs"), dict)
+        and isinstance(state.get("hits"), dict)
+        and all(isinstance(t, str) for t in state["hits"].values())
     ):
         return False
     targets_ok = all(t is None or isinstance(t, str) for t in state["targets"].values())

@@ -63,6 +63,8 @@ class Contribution:
     matched: set[str] = field(default_factory=set)  # registry packages the Manager lists
     bad_patterns: int = 0  # `nodename_pattern`s that are not regular expressions
     targets: dict[str, str | None] = field(default_factory=dict)  # URL -> package (or None)
+    hits: dict[str, str] = field(default_factory=dict)  # unlisted name -> pattern's package
+    touched: set[str] | None = None  # keys an update changed (None: worked out in full)
     merge: _Merge | None = None
     _records: dict[str, dict[str, Any]] | None = None
 
@@ -73,16 +75,44 @@ class Contribution:
         return self._records
 
     def state(self) -> dict[str, Any] | None:
-        """What the next run may reuse when its fingerprint is this one (`contribute`): which
-        package each URL stands for, and each Manager-only pack's URL, stars, last update."""
+        """What the next run may reuse when its fingerprint is this one (`contribute`,
+        `manager_update`): which package each URL stands for, each Manager-only pack's URL,
+        stars and last update, and the pattern hits."""
         if not self.fingerprint or self.merge is None:
             return None
-        if self.merge.known is not None:  # the same lists and registry: the same state
-            return self.merge.known
-        packs = {}
-        for package_id, (url, _, stats) in self.sources.items():
-            packs[package_id] = [url, self.stars[package_id], stats.get("last_update")]
-        return {"fingerprint": self.fingerprint, "targets": self.targets, "packs": packs}
+        known = self.merge.known
+        if known is not None:  # the same lists and registry ids: the same packs
+            packs = known["packs"]
+        else:
+            packs = {}
+            for package_id, (url, _, stats) in self.sources.items():
+                packs[package_id] = [url, self.stars[package_id], stats.get("last_update")]
+        return {
+            "fingerprint": self.fingerprint,
+            "targets": self.targets,
+            "packs": packs,
+            "hits": dict(sorted(self.hits.items())),
+        }
+
+
+@dataclass
+class _Scan:
+    """What one pass over the node map finds (`_Merge.scan`)."""
+
+    core: set[str] = field(default_factory=set)  # ComfyUI's own node types
+    listed: set[str] = field(default_factory=set)  # every name some pack lists
+    by_target: dict[str, set[str]] = field(default_factory=dict)  # package -> names listed
+    patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    may_match: Callable[[str], bool] = lambda name: False
+
+    def hit(self, name: str) -> str | None:
+        """The package whose `nodename_pattern` claims an unlisted name first, or None."""
+        if not self.may_match(name):
+            return None  # most names match no pattern: one search instead of one per pattern
+        for pattern, target in self.patterns:
+            if pattern.search(name):
+                return target
+        return None
 
 
 def repository_key(url: Any) -> str:
@@ -190,18 +220,37 @@ class _Merge:
         return self._stats
 
     def run(self) -> None:
-        core: set[str] = set()
-        listed: set[str] = set()
-        patterns: list[tuple[re.Pattern[str], str]] = []
+        """Every Manager entry worked out from the lists and the registry's node types."""
+        scan = self.scan()
+        names = {target: set(listed) for target, listed in scan.by_target.items()}
+        known = set().union(scan.listed, *(p.names for p in self.registry.values()))
+        for name in known - scan.listed - scan.core:  # each name on its own: no order needed
+            target = scan.hit(name)
+            if target is not None:
+                self.result.hits[name] = target
+                names.setdefault(target, set()).add(name)
+        entries = self.result.entries
+        for target, provides in names.items():
+            for name in provides.difference(scan.core, self.provided(target)):
+                key = name + "::_"
+                if key in entries:
+                    entries[key].add(target)
+                else:
+                    entries[key] = {target}
+
+    def scan(self) -> _Scan:
+        """One pass over the node map: which package each entry stands for, the names each
+        lists, ComfyUI's own names, claims and patterns."""
+        scan = _Scan()
         for url, (names, meta) in self.data.node_map.items():
             target = self.target(url)
             if target == CORE:
-                core.update(names)
+                scan.core.update(names)
                 continue
-            listed.update(names)
+            scan.listed.update(names)
             if target is None:
                 continue
-            self.names.setdefault(target, set()).update(names)
+            scan.by_target.setdefault(target, set()).update(names)
             self.claim(target, meta.get("preemptions"))
             pattern = meta.get("nodename_pattern")
             if isinstance(pattern, str) and pattern:
@@ -210,29 +259,17 @@ class _Merge:
                     self.result.bad_patterns += 1
                     log.warning("Manager pack %s: unusable nodename_pattern %r", url, pattern)
                 else:
-                    patterns.append((compiled, target))
+                    scan.patterns.append((compiled, target))
         for entry in self.data.custom_nodes:  # packs without a node map are packs all the same
             target = self.target(entry["reference"])
             if target:  # not a banned package's, not ComfyUI's
                 self.claim(target, entry.get("preemptions"))
-        known = set().union(listed, *(p.names for p in self.registry.values()))
-        may_match = _screen([pattern for pattern, _ in patterns])
-        for name in known - listed - core:  # each name on its own: no order needed
-            if not may_match(name):
-                continue  # most names match no pattern: one search instead of one per pattern
-            for pattern, target in patterns:
-                if pattern.search(name):
-                    self.names.setdefault(target, set()).add(name)
-                    break
-        entries = self.result.entries
-        for target, names in self.names.items():
-            provided = self.registry[target].names if target in self.registry else ()
-            for name in names.difference(core, provided):
-                key = name + "::_"
-                if key in entries:
-                    entries[key].add(target)
-                else:
-                    entries[key] = {target}
+        scan.may_match = _screen([pattern for pattern, _ in scan.patterns])
+        return scan
+
+    def provided(self, target: str) -> Collection[str]:
+        """The node types a target's registry metadata provides (none for a Manager pack)."""
+        return self.registry[target].names if target in self.registry else ()
 
     def key(self, url: str) -> str:
         """`repository_key`, memoised: most URLs appear in two or three of the lists."""

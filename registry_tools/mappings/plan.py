@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from registry_tools.mappings import manager_update
 from registry_tools.mappings.aliases import unknown_targets
 from registry_tools.mappings.manager import ManagerData
 from registry_tools.mappings.manager_packs import Contribution, RegistryPackage, contribute
@@ -71,15 +72,22 @@ def plan(
     manager: ManagerData | None,
     cached_at: Any,
     known: Any = None,
+    before: tuple[dict[str, list[str]], dict[str, Any]] | None = None,
 ) -> Plan:
-    """The Manager's contribution and the ranking, from every registry package's facts
-    (`known`: an earlier run's `Contribution.state()`, see `contribute`)."""
+    """The Manager's contribution and the ranking, from every registry package's facts.
+    `known` is an earlier run's `Contribution.state()`; with `before` (its Manager entries,
+    and the node types the packages parsed this run provided then) the contribution is that
+    run's brought up to date (`manager_update`) when it can be."""
     if manager is not None:
         registry = {
             package_id: RegistryPackage(f.repository, f.excluded, f.names)
             for package_id, f in facts.items()
         }
-        contribution = contribute(manager, registry, known)
+        contribution = None
+        if before is not None:
+            contribution = manager_update.update(manager, registry, known, *before)
+        if contribution is None:
+            contribution = contribute(manager, registry, known)
     else:
         contribution = Contribution()
     newest = {package_id: f.newest for package_id, f in facts.items()}
