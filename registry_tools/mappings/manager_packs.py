@@ -64,6 +64,7 @@ class Contribution:
     bad_patterns: int = 0  # `nodename_pattern`s that are not regular expressions
     targets: dict[str, str | None] = field(default_factory=dict)  # URL -> package (or None)
     hits: dict[str, str] = field(default_factory=dict)  # unlisted name -> pattern's package
+    registry_types: set[str] | None = None  # every node type registry metadata provides
     touched: set[str] | None = None  # keys an update changed (None: worked out in full)
     merge: _Merge | None = None
     _records: dict[str, dict[str, Any]] | None = None
@@ -101,7 +102,7 @@ class _Scan:
 
     core: set[str] = field(default_factory=set)  # ComfyUI's own node types
     listed: set[str] = field(default_factory=set)  # every name some pack lists
-    by_target: dict[str, set[str]] = field(default_factory=dict)  # package -> names listed
+    by_target: dict[str, list[list[str]]] = field(default_factory=dict)  # package -> lists
     patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
     may_match: Callable[[str], bool] = lambda name: False
 
@@ -184,7 +185,8 @@ class _Merge:
         self.by_repository: dict[str, list[str]] = {}
         crc = zlib.crc32(data.digest.encode())
         for package_id in sorted(registry):
-            key = repository_key(registry[package_id].repository)
+            # already normalised (`package_record`): only the scheme and the case to drop
+            key = registry[package_id].repository.split("://", 1)[-1].casefold()
             if key:
                 self.by_repository.setdefault(key, []).append(package_id)
             line = f"{package_id}\t{key}\t{registry[package_id].excluded}\n"
@@ -222,9 +224,11 @@ class _Merge:
     def run(self) -> None:
         """Every Manager entry worked out from the lists and the registry's node types."""
         scan = self.scan()
-        names = {target: set(listed) for target, listed in scan.by_target.items()}
-        known = set().union(scan.listed, *(p.names for p in self.registry.values()))
-        for name in known - scan.listed - scan.core:  # each name on its own: no order needed
+        names = {target: set().union(*lists) for target, lists in scan.by_target.items()}
+        provided = self.result.registry_types = set().union(
+            *(p.names for p in self.registry.values())
+        )
+        for name in provided - scan.listed - scan.core:  # each on its own: no order needed
             target = scan.hit(name)
             if target is not None:
                 self.result.hits[name] = target
@@ -250,7 +254,7 @@ class _Merge:
             scan.listed.update(names)
             if target is None:
                 continue
-            scan.by_target.setdefault(target, set()).update(names)
+            scan.by_target.setdefault(target, []).append(names)
             self.claim(target, meta.get("preemptions"))
             pattern = meta.get("nodename_pattern")
             if isinstance(pattern, str) and pattern:

@@ -80,7 +80,7 @@ def update(
     # The changed packages' own entries: what the Manager attributes to them, less what they
     # now provide (before: less what they provided then).
     for target in changed:
-        listed = scan.by_target.get(target, set())
+        listed = set().union(*scan.by_target.get(target, ()))
         then = (listed | {n for n, t in known["hits"].items() if t == target}) - scan.core
         now = (listed | {n for n, t in hits.items() if t == target}) - scan.core
         then -= set(old_names[target])
@@ -97,5 +97,6 @@ def update(
             add(name, now)
     result.entries = entries
     result.hits = hits
+    result.registry_types = others | new_types
     result.touched = touched
     return result

@@ -55,7 +55,9 @@ def node_types(keys: Iterable[str]) -> tuple[str, ...]:
 
 def manager_only_keys(plan: Plan, facts: dict[str, PackageFacts]) -> int:
     """How many keys hold Manager entries only: their node type is no registry package's."""
-    provided = set().union(*(f.names for f in facts.values()))
+    provided = plan.contribution.registry_types
+    if provided is None:
+        provided = set().union(*(f.names for f in facts.values()))
     return sum(1 for key in plan.contribution.entries if key[:-3] not in provided)
 
 
