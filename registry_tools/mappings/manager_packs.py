@@ -83,14 +83,14 @@ class Contribution:
             return None
         known = self.merge.known
         if known is not None:  # the same lists and registry ids: the same packs
-            packs = known["packs"]
+            targets, packs = known["targets"], known["packs"]
         else:
-            packs = {}
+            targets, packs = self.targets, {}
             for package_id, (url, _, stats) in self.sources.items():
                 packs[package_id] = [url, self.stars[package_id], stats.get("last_update")]
         return {
             "fingerprint": self.fingerprint,
-            "targets": self.targets,
+            "targets": targets,
             "packs": packs,
             "hits": dict(sorted(self.hits.items())),
         }
@@ -197,7 +197,11 @@ class _Merge:
         self.result.merge = self
         self.known: dict[str, Any] | None = None
         if fingerprint and isinstance(known, dict) and known.get("fingerprint") == fingerprint:
-            self.known = known
+            self.known = known  # the same packs as then: their stars, dates, registry matches
+            for package_id, (_, stars, last_update) in known["packs"].items():
+                self.result.stars[package_id] = stars
+                self.result.newest[package_id] = _last_update(last_update)
+            self.result.matched = {t for t in known["targets"].values() if t in registry}
         self._keys: dict[str, str] = {}
         self._packs: dict[str, dict[str, Any]] | None = None
         self._stats: dict[str, dict[str, Any]] | None = None
@@ -265,9 +269,10 @@ class _Merge:
                 else:
                     scan.patterns.append((compiled, target))
         for entry in self.data.custom_nodes:  # packs without a node map are packs all the same
-            target = self.target(entry["reference"])
-            if target:  # not a banned package's, not ComfyUI's
-                self.claim(target, entry.get("preemptions"))
+            if self.known is None or entry.get("preemptions"):  # (known: all already seen)
+                target = self.target(entry["reference"])
+                if target:  # not a banned package's, not ComfyUI's
+                    self.claim(target, entry.get("preemptions"))
         scan.may_match = _screen([pattern for pattern, _ in scan.patterns])
         return scan
 
@@ -294,16 +299,7 @@ class _Merge:
         targets = self.known["targets"]
         if url not in targets:
             return self._target(url)
-        found = targets[url]
-        if found == CORE:
-            return CORE
-        if found in self.registry:
-            self.result.matched.add(found)
-        elif found is not None and found not in self.result.stars:
-            _, stars, last_update = self.known["packs"][found]
-            self.result.stars[found] = stars
-            self.result.newest[found] = _last_update(last_update)
-        return found
+        return targets[url]  # its stars, date or match were taken in with the rest
 
     def source(self, package_id: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(URL, custom-node-list entry, github-stats entry) of a Manager-only pack."""
