@@ -48,6 +48,7 @@ def check_output(
     inputs: Iterable[Path | None] = (),
     protected: Iterable[Path | None] = (),
     companions: Iterable[Path] = (),
+    replaces: Iterable[Path | None] = (),
 ) -> None:
     """Fail early, before any work, if `path` cannot or must not be replaced.
 
@@ -55,7 +56,9 @@ def check_output(
     `/dev/null`, a pipe: `write_atomic` would replace it), a parent that is missing, not a
     directory or not writable, a name the file system cannot hold, the same file as one of
     `inputs`, a path inside one of the `protected` directories (a cassette set, the bundled
-    notebooks), and `companions` (the output's journal) that exist and are not regular files.
+    notebooks), and `companions` (the output's journal, its index) that exist and are not
+    regular files or that are one of `inputs` or `replaces`. `replaces` are inputs the output
+    may be (an update in place: `--input` = `--output`), but its companions may not.
     """
     path = Path(path)
     check_name(path, what)
@@ -68,8 +71,15 @@ def check_output(
         if not _writable(parent):
             raise UserError(f"{what} {path}: directory {parent} is not writable")
         _check_regular(path, what)
-        for companion in companions:
-            _check_regular(Path(companion), what, f" ({Path(companion).name} beside it)")
+        inputs, replaces = list(inputs), list(replaces)
+        for companion in map(Path, companions):
+            _check_regular(companion, what, f" ({companion.name} beside it)")
+            for source in (*inputs, *replaces):
+                if source is not None and _same_file(companion, Path(source)):
+                    raise UserError(
+                        f"{what} {path}: its {companion.name} would replace the input "
+                        f"{source}; choose another output"
+                    )
         for source in inputs:
             if source is not None and _same_file(path, Path(source)):
                 raise UserError(f"{what} {path}: is the input {source}; choose another output")
