@@ -98,7 +98,7 @@ def test_ui_workflow(mappings: dict) -> None:
         ("gamma-odd", 2, "0.0.1"),
     ]
     loader = by_type["Loader"]
-    assert loader.match == "name_only"
+    assert (loader.match, loader.key) == ("type_only", "Loader::_")  # every provider
     assert [(c.package_id, c.rank, c.version) for c in loader.candidates] == [
         ("rival-pack", 1, "3.0.0"),
         ("alpha-pack", 2, "1.10.0"),
@@ -127,7 +127,7 @@ def test_the_exact_signature_decides_between_packages(mappings: dict) -> None:
 def test_unknown_signature_falls_back_to_every_provider(mappings: dict) -> None:
     workflow = {"nodes": [ui_node(1, "MaskScale", ("mask", "MASK"))]}
     (only,) = resolve_workflow(workflow, mappings).types
-    assert only.match == "name_only"
+    assert (only.match, only.key) == ("type_only", "MaskScale::_")  # every provider, ranked
     assert [c.package_id for c in only.candidates] == ["alpha-pack", "beta-pack", "gamma-odd"]
     assert [c.rank for c in only.candidates] == [1, 2, 3]
 
@@ -245,7 +245,7 @@ def test_comfydock_core_loads_and_resolves_our_output(mappings_file: Path) -> No
     (no_inputs,) = resolver.resolve_single_node_from_mapping(WorkflowNode("2", "NoInputs"))
     assert (no_inputs.package_id, no_inputs.match_type) == ("gamma-odd", "type_only")
     package = repository.get_package("alpha-pack")
-    assert package.versions["0.1.0"].deprecated is True
+    assert "0.1.0" not in package.versions  # deprecated: never offered for installation
     assert package.versions["1.9.0"].download_url == "https://cdn.example/1.9.0.zip"
     assert repository.resolve_github_url("git@github.com:Someone/Gamma.git").id == "gamma-odd"
     assert repository.global_mappings.stats.signatures == len(

@@ -32,12 +32,14 @@ def node_types_per_package(mappings: dict[str, Any]) -> dict[str, int]:
 
 
 def signatures_per_node_type(mappings: dict[str, Any]) -> dict[str, int]:
-    """{node type: distinct keys (input signatures, `_` included) seen for it}."""
-    counts: dict[str, int] = {}
+    """{node type: distinct input signatures seen for it}. Since every type has a `Type::_`
+    entry (the consumers' fall-back, listing every provider), `_` counts as a signature only
+    for a type that has no other: one whose nodes take no inputs."""
+    keys: dict[str, set[str]] = {}
     for key in mappings["mappings"]:
-        node_type = split_key(key)[0]
-        counts[node_type] = counts.get(node_type, 0) + 1
-    return dict(sorted(counts.items()))
+        node_type, digest = split_key(key)
+        keys.setdefault(node_type, set()).add(digest)
+    return {t: len(d - {"_"}) or 1 for t, d in sorted(keys.items())}
 
 
 def collisions(mappings: dict[str, Any]) -> dict[str, list[str]]:

@@ -51,6 +51,8 @@ class MappingsView:
             k: v for k, v in mappings["packages"].items() if isinstance(v, dict)
         }
         self.aliases = _resolved_aliases(mappings.get("package_aliases"), self.packages)
+        stats = mappings.get("stats")
+        self.reference = stats.get("reference_date") if isinstance(stats, dict) else None
         self._by_type: dict[str, list[str]] | None = None
 
     # ---- packages -------------------------------------------------------------------------
@@ -161,7 +163,7 @@ class MappingsView:
             and all(isinstance(m, dict) for m in v["versions"].values())
         }
         try:
-            return package_scores(usable)
+            return package_scores(usable, self.reference)  # the file's own ranking clock
         except (TypeError, ValueError, AttributeError):  # odd values in a hand-edited file
             return {}
 
