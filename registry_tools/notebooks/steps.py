@@ -36,7 +36,7 @@ from registry_tools.notebooks.fetching import CACHE_PATHS, CASSETTE_PARAMETERS, 
 from registry_tools.notebooks.results import StepResult
 from registry_tools.notebooks.settings import Parameters, bundled_cassette_dir
 from registry_tools.progress import Reporter
-from registry_tools.resolve.plan import Resolution
+from registry_tools.resolve.plan import Resolution, summary_line
 from registry_tools.resolve.reading import load_workflow
 from registry_tools.resolve.resolver import resolve_workflow
 
@@ -225,6 +225,7 @@ def _resolve(params: Parameters, reporter: Reporter) -> StepResult:
             "workflow nodes and candidate packages": _resolution_rows(resolution),
         },
     )
+    result.headline = f"resolution: {summary_line(resolution)}; wrote {output}"
     result.save_figures(params.directory(), "05_resolve")
     return result
 
@@ -232,7 +233,7 @@ def _resolve(params: Parameters, reporter: Reporter) -> StepResult:
 def _comfyui_line(resolution: Resolution) -> str:
     comfy = resolution.comfyui
     if comfy.get("sufficient"):
-        return f"its built-in types are all in ComfyUI {comfy['sufficient']}"
+        return f"ComfyUI {comfy['sufficient']} or newer has every built-in type it uses"
     return "no dated built-in types"
 
 

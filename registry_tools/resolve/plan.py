@@ -86,7 +86,7 @@ class Resolution:
 
 def format_text(resolution: Resolution) -> str:
     """The plan for people: a summary line, the packs, the unresolved types, the notes."""
-    lines = [_summary(resolution)]
+    lines = [summary_line(resolution)]
     if resolution.packages:
         lines.append("install:")
     for package in resolution.packages:
@@ -122,11 +122,12 @@ def format_details(resolution: Resolution) -> str:
     return "\n".join(lines)
 
 
-def _summary(resolution: Resolution) -> str:
+def summary_line(resolution: Resolution) -> str:
+    """The plan in one line: what the text report starts with, and the notebook's headline."""
     comfy = resolution.comfyui
     parts = [f"{len(resolution.builtin)} built-in types"]
     if comfy.get("sufficient"):
-        parts.append(f"all in ComfyUI {comfy['sufficient']}")
+        parts.append(f"ComfyUI {comfy['sufficient']} or newer has them all")
     if comfy.get("saved_with"):
         parts.append(f"saved with ComfyUI {comfy['saved_with']}")
     online = ", looked up online" if resolution.online else ""
