@@ -9,8 +9,11 @@ paths that would end in a traceback or a clobbered file (docs/errors.md lists th
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -46,6 +49,7 @@ def check_output(
     inputs: Iterable[Path | None] = (),
     protected: Iterable[Path | None] = (),
     companions: Iterable[Path] = (),
+    replaces: Iterable[Path | None] = (),
 ) -> None:
     """Fail early, before any work, if `path` cannot or must not be replaced.
 
@@ -53,23 +57,32 @@ def check_output(
     `/dev/null`, a pipe: `write_atomic` would replace it), a parent that is missing, not a
     directory or not writable, a name the file system cannot hold, the same file as one of
     `inputs`, a path inside one of the `protected` directories (a cassette set, the bundled
-    notebooks), and `companions` (the output's journal) that exist and are not regular files.
+    notebooks), and `companions` (the output's journal, its index) that exist and are not
+    regular files or that are one of `inputs` or `replaces`. `replaces` are inputs the output
+    may be (an update in place: `--input` = `--output`), but its companions may not.
     """
     path = Path(path)
-    _check_name(path, what, _TEMP_EXTRA)
+    check_name(path, what, _TEMP_EXTRA)
     for companion in companions:
-        _check_name(Path(companion), what, _TEMP_EXTRA)
+        check_name(Path(companion), what, _TEMP_EXTRA)
     try:
         parent = path.absolute().parent
         if not parent.exists():
             raise UserError(f"{what} {path}: directory {parent} does not exist")
         if not parent.is_dir():
             raise UserError(f"{what} {path}: {parent} is not a directory")
-        if not os.access(parent, os.W_OK | os.X_OK):
+        if not _writable(parent):
             raise UserError(f"{what} {path}: directory {parent} is not writable")
         _check_regular(path, what)
-        for companion in companions:
-            _check_regular(Path(companion), what, f" ({Path(companion).name} beside it)")
+        inputs, replaces = list(inputs), list(replaces)
+        for companion in map(Path, companions):
+            _check_regular(companion, what, f" ({companion.name} beside it)")
+            for source in (*inputs, *replaces):
+                if source is not None and _same_file(companion, Path(source)):
+                    raise UserError(
+                        f"{what} {path}: its {companion.name} would replace the input "
+                        f"{source}; choose another output"
+                    )
         for source in inputs:
             if source is not None and _same_file(path, Path(source)):
                 raise UserError(f"{what} {path}: is the input {source}; choose another output")
@@ -80,11 +93,34 @@ def check_output(
         raise UserError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
+def make_directory(directory: Path, what: str = "--output-dir") -> Path:
+    """Create `directory` and its missing parents for outputs, or a one-line UserError.
+
+    Checked before anything is created: an existing path that is not a directory, an
+    ancestor that is a file, a nearest existing ancestor that is not writable, a name too long.
+    """
+    directory = Path(directory)
+    check_name(directory, what)
+    existing = directory.absolute()
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == directory.absolute() else f" ({existing} is a file)"
+        raise UserError(f"{what} {directory}: not a directory{where}")
+    if existing != directory.absolute() and not _writable(existing):
+        raise UserError(f"{what} {directory}: cannot create it, {existing} is not writable")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{what} {directory}: cannot create it ({exc.strerror or exc})") from None
+    return directory
+
+
 def check_input(path: Path, what: str = "--input") -> Path:
     """`path` if it is a readable regular file; otherwise a one-line UserError. A device or
     pipe (`/dev/zero`) could be read until memory runs out, so it is refused."""
     path = Path(path)
-    _check_name(path, what)
+    check_name(path, what)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -100,14 +136,25 @@ def check_input(path: Path, what: str = "--input") -> Path:
     return path
 
 
+def _writable(directory: Path) -> bool:
+    """Whether files can be created in `directory` by the user that writes: the effective
+    one, which differs from the real one in a process that dropped privileges."""
+    mode = os.W_OK | os.X_OK
+    dropped = hasattr(os, "geteuid") and (os.geteuid(), os.getegid()) != (os.getuid(), os.getgid())
+    if dropped and os.access in os.supports_effective_ids:
+        return os.access(directory, mode, effective_ids=True)
+    return os.access(directory, mode)
+
+
 # `write_atomic` writes `.<name>.<8 random characters>.tmp` beside the output first.
 _TEMP_PREFIX, _TEMP_RANDOM, _TEMP_SUFFIX = ".", 8, ".tmp"
 _TEMP_EXTRA = len(_TEMP_PREFIX) + 1 + _TEMP_RANDOM + len(_TEMP_SUFFIX)
 
 
-def _check_name(path: Path, what: str, extra: int = 0) -> None:
+def check_name(path: Path, what: str, extra: int = 0) -> None:
     """Every component must fit the file system's limit (ENAMETOOLONG otherwise); the last
-    one with `extra` bytes more, for the temporary name an atomic write uses."""
+    one with `extra` bytes more (`check_output` passes the temporary name's overhead of an
+    atomic write)."""
     limit = _name_max(path)
     parts = path.parts
     for index, part in enumerate(parts):
@@ -215,6 +262,53 @@ def write_output(path: Path | str, data: bytes | Iterable[bytes]) -> None:
     else:
         out.writelines(data)
     out.flush()
+
+
+_POSIX = os.name == "posix"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def replace_directory(new: Path, old: Path) -> None:
+    """Put directory `new` in the place of `old` and delete what `old` held.
+
+    On Linux the two are exchanged in one step (`renameat2(RENAME_EXCHANGE)`), so a reader (or
+    a crash) sees either the old directory or the new one, never neither; elsewhere `old` is
+    moved aside first, a window of two renames. Both must be on one file system (make `new`
+    beside `old`). A failure is a one-line UserError and leaves `old` in place.
+    """
+    new, old = Path(new), Path(old)
+    try:
+        if not os.path.lexists(old):
+            os.rename(new, old)
+            return
+        if _exchange(new, old):
+            shutil.rmtree(new)
+            return
+        aside = old.with_name(f".{old.name}.replaced")
+        os.rename(old, aside)
+        try:
+            os.rename(new, old)
+        except OSError:
+            os.rename(aside, old)
+            raise
+        shutil.rmtree(aside)
+    except OSError as exc:
+        raise UserError(f"cannot replace {old}: {exc.strerror or exc}") from None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Exchange two paths atomically; False where the system cannot (not Linux, old kernel,
+    a file system without RENAME_EXCHANGE)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if _POSIX else None
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _mode_for(path: Path) -> int:

@@ -14,11 +14,13 @@ from registry_tools.registry import synth
 EPOCH = 1767323045  # 2026-01-02T03:04:05Z: registries are generated, and runs pinned, at it
 
 
-def synthetic(nodes: int, seed: int) -> dict:
-    """A synthetic registry generated with the clock pinned to `EPOCH`."""
+def synthetic(nodes: int, seed: int, ideal: bool = True) -> dict:
+    """A synthetic registry generated with the clock pinned to `EPOCH`; `ideal` (every
+    extraction finished, every version's metadata kept) unless a test wants the registry's
+    own pending states: the stand-in registry's behaviours add their own."""
     clock.pin(EPOCH)
     try:
-        return synth.generate(nodes, seed)
+        return synth.generate(nodes, seed, ideal=ideal)
     finally:
         clock.pin(None)
 

@@ -6,10 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from registry_tools import files
+import pytest
+
+from registry_tools import clock, files
 from registry_tools.fetch import cache_file
 
 PINNED = "2026-11-24T00:00:00Z"
+
+
+@pytest.fixture(autouse=True)
+def pinned_clock():
+    """The project clock pinned (import it into a test module to use it there)."""
+    clock.pin(PINNED)
+    yield
+    clock.pin(None)
 
 
 def comfy(name: str, inputs: dict[str, Any] | None = None, raw: Any = None) -> dict[str, Any]:
@@ -26,20 +36,26 @@ def version(
     deprecated: bool = False,
     status: str = "NodeVersionStatusActive",
     metadata: bool = True,
+    url: str | None = "",
+    pending: str | None = None,
 ) -> dict[str, Any]:
-    """A cached NodeVersion; `metadata=False` means phase 3 never got its comfy nodes."""
+    """A cached NodeVersion; `metadata=False` means phase 3 never got its comfy nodes
+    (`pending`: the registry said its extraction is pending/failed). `url` '' gives the
+    usual download URL, None or another string that value."""
     entry = {
         "version": number,
         "createdAt": created,
         "deprecated": deprecated,
         "status": status,
         "dependencies": ["numpy"],
-        "download_url": f"https://cdn.example/{number}.zip",
+        "download_url": f"https://cdn.example/{number}.zip" if url == "" else url,
         "changelog": "",
         "metadata_cached": metadata,
     }
     if metadata:
         entry["comfy_nodes"] = nodes or []
+    if pending is not None:
+        entry["metadata_pending"] = pending
     return entry
 
 
@@ -116,3 +132,35 @@ def sample_nodes() -> list[dict[str, Any]]:
             repository="git@github.com:Someone/Gamma.git",
         ),
     ]
+
+
+# ---- ComfyUI-Manager's lists, in its format (shapes as in comfyui-manager 4.3's files) -------
+
+
+def manager_pack(
+    reference: str, title: str = "", *, files: list[str] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """An entry of `custom-node-list.json`."""
+    return {
+        "author": fields.pop("author", "someone"),
+        "title": title or reference.rsplit("/", 1)[-1],
+        "reference": reference,
+        "files": files or [reference],
+        "install_type": fields.pop("install_type", "git-clone"),
+        "description": fields.pop("description", "A pack."),
+        **fields,
+    }
+
+
+def write_manager(
+    directory: Path,
+    packs: list[dict[str, Any]],
+    node_map: dict[str, Any],
+    stats: dict[str, Any] | None = None,
+) -> Path:
+    """Write the three lists into `directory` as ComfyUI-Manager ships them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "custom-node-list.json").write_text(json.dumps({"custom_nodes": packs}, indent=1))
+    (directory / "extension-node-map.json").write_text(json.dumps(node_map, indent=1))
+    (directory / "github-stats.json").write_text(json.dumps(stats or {}, indent=1))
+    return directory

@@ -62,6 +62,33 @@ def small_registry(count: int, versions: int = 3, comfy: int = 2) -> dict[str, A
     return cache_file.build_cache(nodes)
 
 
+ODD_IDS = ["a/b", "..", "nœud-ü", "with space"]
+
+
+def odd_registry() -> dict[str, Any]:
+    """Packages with odd versions (`1.10.0`, a pre-release, a string with `/` and a space, no
+    metadata, no download URL), a banned and a gone package, and ids that need quoting."""
+    many = [version_entry(f"1.{i}.0") for i in range(30)]
+    nodes = [
+        node_entry(
+            "pack",
+            [
+                version_entry("1.9.0", comfy=3),
+                version_entry("1.10.0", comfy=120),
+                version_entry("2.0.0-rc.1", comfy=0),
+                version_entry("2.0 beta/x", metadata_cached=False, comfy_nodes=None),
+                version_entry("0.1.0", download_url=None),
+            ],
+            description="Upscales IMAGES quickly",
+        ),
+        node_entry("many", many, name="Many Versions", latest_version={"version": "1.3.0"}),
+        node_entry("banned-pack", [], versions_unavailable="banned"),
+        node_entry("gone-pack", [], versions_unavailable="not_found"),
+        *(node_entry(node_id, [version_entry("1.0.0")]) for node_id in ODD_IDS),
+    ]
+    return cache_file.build_cache(nodes)
+
+
 def url(base: str, *segments: str, **query: Any) -> URL:
     """A URL with each path segment percent-encoded, kept verbatim (`..` is not resolved).
     A list value repeats the parameter."""

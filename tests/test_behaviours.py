@@ -6,6 +6,7 @@ times for the rate limit), never of concurrency."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import aiohttp
@@ -330,3 +331,43 @@ def test_status_rules(registry) -> None:
         found = get(emu.url, "nodes", "search", search="banned", include_banned="true")[2]
         assert _ids(found) == ["banned"]
         assert get(emu.url, "versions", pageSize=100)[2]["total"] == 9
+
+
+def test_realistic_answers_per_url_do_not_depend_on_concurrency(registry) -> None:
+    """Drift, tie order, pending choices and faults: each URL's sequence of answers is the
+    same whether the URLs are asked one after the other or all at once."""
+    behaviour = dataclasses.replace(Behaviour.realistic(seed=4), rate_limit=0.0)
+    faults = Faults(rate_500=0.2, seed=8)
+    targets = [(("nodes",), {"page": p, "limit": 10, "latest": "true"}) for p in range(1, 6)]
+    targets += [(("versions",), {"page": p, "pageSize": 20}) for p in range(1, 9)]
+    targets += [
+        (("nodes", f"p{i:03d}", "versions", "1.1.0", "comfy-nodes"), {}) for i in range(0, 40, 4)
+    ]
+    rounds = 3
+
+    async def concurrent(base: str) -> list[list[Any]]:
+        seen: list[list[Any]] = [[] for _ in targets]
+        async with aiohttp.ClientSession() as session:
+
+            async def chain(index: int) -> None:
+                segments, query = targets[index]
+                for _ in range(rounds):
+                    status, _, body = await fetch(session, url(base, *segments, **query))
+                    seen[index].append((status, body))
+
+            await asyncio.gather(*(chain(i) for i in reversed(range(len(targets)))))
+        return seen
+
+    with running_emulator(registry, faults, behaviour=behaviour) as emu:
+        in_order: list[list[Any]] = [[] for _ in targets]
+        for _ in range(rounds):
+            for index, (segments, query) in enumerate(targets):
+                status, _, body = get(emu.url, *segments, **query)
+                in_order[index].append((status, body))
+    with running_emulator(registry, faults, behaviour=behaviour) as emu:
+        at_once = asyncio.run(concurrent(emu.url))
+    assert at_once == in_order
+    statuses = {status for answers in in_order for status, _ in answers}
+    assert statuses == {200, 500}
+    nulls = [body for answers in in_order[13:] for status, body in answers if status == 200]
+    assert any(body["comfy_nodes"] is None for body in nulls)

@@ -1,10 +1,14 @@
 """The 01_nodes notebook in a real browser: JupyterLab, headless Chromium, ipywidgets.
 
-Runs all cells (interactive, so nothing fetches yet), moves the concurrency slider, clicks
-Run, and checks that the phase-1 progress bar reaches its end and the summary table appears
-with the new concurrency. The screenshot goes to `$REGISTRY_TOOLS_ARTIFACTS` (default
-`tests/artifacts/`). Needs Debian's chromium at /usr/bin/chromium and the `playwright` pip
-package (never `playwright install`): `.ci/browser-setup.sh` installs both.
+Runs all cells (interactive, so nothing fetches yet); checks that the options the bundled
+recording fixes show their recorded value and do not move; moves the concurrency slider,
+clicks Run, and checks that the phase-1 progress bar reaches its end and the summary table
+appears with the new concurrency. Then it switches to recording from a slow emulator, types
+a cassette directory, clicks Run and interrupts the kernel: the run must stop (no further
+request reaches the emulator) and keep nothing. Screenshots go to
+`$REGISTRY_TOOLS_ARTIFACTS` (default `tests/artifacts/`). Needs Debian's chromium at
+/usr/bin/chromium and the `playwright` pip package (never `playwright install`):
+`.ci/browser-setup.sh` installs both.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,9 +24,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 
+from registry_tools.notebooks.parameters import inject_parameters
 from registry_tools.notebooks.runner import notebook_dir
+from registry_tools.registry import synth
+from registry_tools.registry.emulator import Emulator, Faults, running_emulator
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,6 +46,10 @@ CHROMIUM_ARGS = [
 ENABLE = "run .ci/browser-setup.sh (apt-get install chromium; pip install playwright)"
 START_SECONDS = 60
 RUN_MS = 90_000
+# The slow registry the notebook records from: 40 one-node pages at 400 ms each, three at a
+# time, take about 5 s, so an interrupt lands in the middle of the run.
+SLOW_NODES = 40
+SLOW = Faults(latency_ms=400)
 # The phase-1 bar is at its end: drawn across its whole track, in the "success" style.
 BAR_FULL = """() => {
   const bar = document.querySelector('.registry-progress .progress-bar');
@@ -80,15 +91,26 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.fixture
-def jupyterlab(tmp_path: Path) -> Iterator[str]:
+def slow_registry() -> Iterator:
+    with running_emulator(Emulator(synth.generate(SLOW_NODES, seed=2), SLOW)) as running:
+        yield running
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Path, slow_registry) -> Iterator[str]:
     """JupyterLab on 127.0.0.1 (random port, token) over a copy of 01_nodes; yields its URL.
 
-    Config, settings, workspaces and runtime files live under tmp_path, so the user's own
-    JupyterLab state neither affects the test nor gets touched by it.
+    The copy's parameters point at the slow registry with one node per page, all pages (the
+    panel shows the recorded 30 and 2 until recording is chosen). Config, settings,
+    workspaces and runtime files live under tmp_path, so the user's own JupyterLab state
+    neither affects the test nor gets touched by it.
     """
     root, home = tmp_path / "root", tmp_path / "jupyter"
     root.mkdir()
-    shutil.copy(notebook_dir() / "01_nodes.ipynb", root)
+    nb = nbformat.read(notebook_dir() / "01_nodes.ipynb", as_version=4)
+    changes = {"base_url": slow_registry.url, "nodes_per_page": 1, "pages": 0}
+    inject_parameters(nb, changes, "01_nodes")
+    nbformat.write(nb, root / "01_nodes.ipynb")
     (home / "config" / "labconfig").mkdir(parents=True)
     (home / "config" / "labconfig" / "page_config.json").write_text(
         '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
@@ -122,18 +144,25 @@ def jupyterlab(tmp_path: Path) -> Iterator[str]:
             server.kill()
 
 
-def test_01_nodes_runs_in_jupyterlab(jupyterlab: str) -> None:
-    shot = _artifacts() / "browser-01_nodes.png"
+def test_01_nodes_runs_in_jupyterlab(jupyterlab: str, slow_registry, tmp_path: Path) -> None:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        shot = _artifacts() / "browser-01_nodes.png"
         try:
             _run_notebook(page, jupyterlab)
+            page.screenshot(path=str(shot), full_page=True)
+            shot = _artifacts() / "browser-01_nodes-interrupted.png"
+            _interrupt_a_recording(page, slow_registry, tmp_path / "recorded")
         finally:
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
+
+
+def _readout(page, name: str):
+    return page.locator(f".registry-{name} .widget-readout")
 
 
 def _run_notebook(page, url: str) -> None:
@@ -145,6 +174,13 @@ def _run_notebook(page, url: str) -> None:
 
     run = page.locator(".registry-run")
     run.wait_for(timeout=RUN_MS)
+    # replaying: the recording fixes nodes_per_page and pages (the parameters say 1 and 0)
+    sync_api.expect(_readout(page, "nodes-per-page")).to_have_text("30", timeout=RUN_MS)
+    sync_api.expect(_readout(page, "pages")).to_have_text("2")
+    fixed = page.locator(".registry-nodes-per-page")
+    assert fixed.locator("[disabled]").count() > 0, fixed.inner_html()
+    fixed.locator(".noUi-handle").press("ArrowLeft")
+    sync_api.expect(_readout(page, "nodes-per-page")).to_have_text("30")
     handle = page.locator(".registry-concurrency .noUi-handle")
     handle.focus()
     for _ in range(5):
@@ -152,6 +188,9 @@ def _run_notebook(page, url: str) -> None:
     readout = page.locator(".registry-concurrency .widget-readout")
     sync_api.expect(readout).to_have_text("3", timeout=RUN_MS)
     assert page.locator(".registry-summary").count() == 0, "headless autorun in a browser"
+    # JupyterLab sends the slider's updates to the main shell but the click to a subshell
+    # (ipykernel 7): let the updates land before clicking, as a person's pause would
+    time.sleep(1.5)
 
     run.click()
     page.wait_for_function(BAR_FULL, timeout=RUN_MS)
@@ -165,3 +204,34 @@ def _run_notebook(page, url: str) -> None:
     )
     page.locator(".registry-results img").first.wait_for(timeout=RUN_MS)
     summary.scroll_into_view_if_needed()
+
+
+def _interrupt_a_recording(page, registry, cassette_dir: Path) -> None:
+    """Record mode `all` into a new directory from the slow registry, then Kernel > Interrupt."""
+    page.locator(".registry-record-mode select").select_option("all")
+    sync_api.expect(_readout(page, "nodes-per-page")).to_have_text("1", timeout=RUN_MS)
+    assert page.locator(".registry-nodes-per-page [disabled]").count() == 0
+    field = page.locator(".registry-cassette-dir input")
+    field.fill(str(cassette_dir))
+    field.press("Enter")
+    status = page.locator(".registry-status")
+    sync_api.expect(status).to_contain_text(f"Records from {registry.url}", timeout=RUN_MS)
+    registry.reset_counters()
+    page.locator(".registry-run").click()
+    deadline = time.monotonic() + RUN_MS / 1000
+    while registry.counters.requests < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert registry.counters.requests >= 3, "the recording never started"
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Interrupt Kernel$")).click()
+    results = page.locator(".registry-results")
+    sync_api.expect(results).to_contain_text("interrupted: the run stopped", timeout=RUN_MS)
+    sync_api.expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=RUN_MS)
+    sync_api.expect(page.locator(".registry-progress .progress-bar-danger")).to_have_count(1)
+    time.sleep(0.5)  # a request already on the wire still reaches the emulator
+    seen = registry.counters.requests
+    time.sleep(1.0)
+    assert registry.counters.requests == seen, "requests went on after the interrupt"
+    assert seen < SLOW_NODES, "the whole listing was fetched: the interrupt did not stop it"
+    assert not cassette_dir.exists(), "an interrupted recording was kept"
+    results.scroll_into_view_if_needed()

@@ -111,7 +111,7 @@ def test_an_input_that_is_the_outputs_journal_is_refused(emulator, tmp_path, cap
         capsys, "cache", "--input", str(journal), "--output", str(out),
         "--base-url", emulator.url,
     )  # fmt: skip
-    assert_refused(code, err, "the journal of --output", "is the input")
+    assert_refused(code, err, "its c.json.journal would replace the input")
     assert journal.read_bytes() == b'{"nodes": []}\n'
     assert emulator.counters.requests == 0
 

@@ -208,7 +208,7 @@ def test_sigkill_during_in_place_refresh_leaves_the_input_intact(registry, tmp_p
 SAMPLE = bundled_cassettes("sample")
 SAMPLE_CACHE = (
     Path(__file__).parent
-    / "__snapshots__"
+    / "__registry_snapshots__"
     / "test_cassettes"
     # the cache snapshot of the cassette tests: the same replay through the library
     / "test_replayed_sample_is_byte_identical_at_any_concurrency.cache.json"

@@ -309,11 +309,13 @@ def _replay_sample(cassettes_dir: Path, directory: Path, concurrency: int) -> tu
     return options.output, mappings
 
 
-def test_replayed_sample_is_byte_identical_at_any_concurrency(tmp_path: Path, snapshot) -> None:
+def test_replayed_sample_is_byte_identical_at_any_concurrency(
+    tmp_path: Path, registry_snapshot
+) -> None:
     for concurrency in (1, 50, 1):
         cache, mappings = _replay_sample(SAMPLE, tmp_path / str(concurrency), concurrency)
-        assert snapshot("cache") == cache
-        assert snapshot("mappings") == mappings
+        assert registry_snapshot("cache") == cache
+        assert registry_snapshot("mappings") == mappings
 
 
 # ---- request bodies, hand-edited files, and no journal after an exit-2 error -------------------

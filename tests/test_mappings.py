@@ -16,7 +16,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from _mapping_fixtures import IMAGE, PINNED, comfy, node, sample_nodes, version, write_cache
+from _mapping_fixtures import (
+    IMAGE,
+    PINNED,
+    comfy,
+    node,
+    pinned_clock,  # noqa: F401  (autouse)
+    sample_nodes,
+    version,
+    write_cache,
+)
 
 from registry_tools import clock, files
 from registry_tools.cli import main
@@ -34,13 +43,6 @@ from registry_tools.mappings.cache_stream import LazyJSON, checksum, comfy_nodes
 from registry_tools.mappings.document import normalize_repository
 from registry_tools.mappings.ranking import package_score
 from registry_tools.registry import synth
-
-
-@pytest.fixture(autouse=True)
-def pinned_clock():
-    clock.pin(PINNED)
-    yield
-    clock.pin(None)
 
 
 def build(cache: Path, output: Path, **options) -> dict:
@@ -63,7 +65,16 @@ def test_document_shape_and_vectors(sample: dict) -> None:
     assert sample["mappings"]["MaskScale::499010cc"][0]["package_id"] == "beta-pack"
     assert sample["mappings"]["Loader::3772f7f7"][0]["versions"] == ["1.10.0"]
     assert sample["mappings"]["Beta::499010cc"][0]["versions"] == ["2.0.0-rc.1"]
-    assert sample["stats"] == {"packages": 3, "signatures": 8, "total_nodes": 10}
+    stats = sample["stats"]
+    assert (stats["packages"], stats["signatures"], stats["total_nodes"]) == (3, 11, 16)
+    assert stats["by_source"] == {
+        "manager": {"keys": 0, "packages": 0},
+        "registry": {"keys": 11, "packages": 3},
+    }
+    assert (stats["manager_packages"], stats["nodes_from_manager"]) == (0, 0)
+    assert stats["reference_date"] == PINNED  # the cache's cached_at
+    assert sample["package_aliases"] == {}
+    assert sample["packages"]["alpha-pack"]["source"] == "registry"
     alpha = sample["packages"]["alpha-pack"]
     assert alpha["display_name"] == "Alpha Pack"
     assert alpha["repository"] == "https://github.com/someone/alpha-pack"
@@ -82,14 +93,28 @@ def test_document_shape_and_vectors(sample: dict) -> None:
     }
 
 
-def test_deprecated_versions_stay_in_packages_but_feed_nothing(sample: dict) -> None:
-    assert sample["packages"]["alpha-pack"]["versions"]["0.1.0"]["deprecated"] is True
+def test_deprecated_versions_are_unavailable_and_feed_nothing(sample: dict) -> None:
+    alpha = sample["packages"]["alpha-pack"]
+    assert "0.1.0" not in alpha["versions"]  # a consumer installs any version listed there
+    old = alpha["unavailable_versions"]["0.1.0"]
+    assert (old["deprecated"], old["reasons"], old["status"]) == (
+        True,
+        ["deprecated"],
+        "NodeVersionStatusActive",
+    )
+    assert old["download_url"] == "https://cdn.example/0.1.0.zip"
     assert "Old::499010cc" not in sample["mappings"]
+    assert "Old::_" not in sample["mappings"]
 
 
-def test_versions_without_metadata_are_listed_but_feed_nothing(sample: dict) -> None:
+def test_versions_without_metadata_are_listed_but_feed_nothing(tmp_path: Path) -> None:
+    cache = write_cache(tmp_path / "cache.json", sample_nodes())
+    report = build_mappings(MappingsOptions(cache=cache, output=tmp_path / "m.json"))
+    sample = orjson.loads((tmp_path / "m.json").read_bytes())
     assert "1.1.0" in sample["packages"]["beta-pack"]["versions"]
     assert all("1.1.0" not in e["versions"] for e in sample["mappings"]["MaskScale::499010cc"])
+    assert dict(report.unfed) == {"not_fetched": 1}
+    assert "1 installable versions feed nothing for lack of metadata" in report.summary()
 
 
 def test_malformed_input_types_are_counted_and_mapped_to_name_only(tmp_path: Path) -> None:
@@ -116,8 +141,17 @@ def test_banned_and_deleted_feed_nothing(tmp_path: Path) -> None:
         ),
     ]
     document = build(write_cache(tmp_path / "c.json", nodes), tmp_path / "m.json")
-    assert set(document["mappings"]) == {"D::_"}
+    assert document["mappings"] == {}  # flagged versions are not installable either
     assert set(document["packages"]) == {"banned-pack", "ok-pack"}
+    ok = document["packages"]["ok-pack"]
+    assert ok["versions"] == {}
+    assert {v: r["reasons"] for v, r in ok["unavailable_versions"].items()} == {
+        "1.0.0": ["deleted"],
+        "0.9.0": ["banned"],
+        "0.8.0": ["flagged"],
+    }
+    banned = document["packages"]["banned-pack"]["unavailable_versions"]
+    assert banned["1.0.0"]["reasons"] == ["package_banned"]
 
 
 def test_max_versions_keeps_the_newest_by_semver(tmp_path: Path) -> None:
@@ -164,9 +198,9 @@ def test_popularity_ranks_first(tmp_path: Path) -> None:
 
 
 def test_old_packages_are_discounted(tmp_path: Path) -> None:
-    nodes = ranking_nodes(
-        ("2024-01-01T00:00:00Z", {"downloads": 1000, "github_stars": 0}),  # 1000 / 3
-        ("2026-01-01T00:00:00.1234567Z", {"downloads": 400, "github_stars": 0}),  # 400 / 1
+    nodes = ranking_nodes(  # ages from the cache's cached_at, 2026-11-24
+        ("2024-11-24T00:00:00Z", {"downloads": 1000, "github_stars": 0}),  # 1000 / 3
+        ("2026-11-24T00:00:00.1234567Z", {"downloads": 400, "github_stars": 0}),  # 400 / 1
     )
     assert ranks(tmp_path, nodes) == ["b-pack", "a-pack"]
 
@@ -398,18 +432,26 @@ def test_incremental_with_index_and_every_change_at_once(tmp_path: Path) -> None
 
 
 def test_incremental_reranks_untouched_packages_when_the_reference_moves(tmp_path: Path) -> None:
-    """a-pack and b-pack do not change, but a release ten years later moves the reference
-    date: a-pack's age discount shrinks relative to b-pack's and it overtakes it."""
-    old = ranking_nodes(
-        ("2024-01-01T00:00:00Z", {"downloads": 1000, "github_stars": 0}),  # 1000 / 3
-        ("2026-01-01T00:00:00Z", {"downloads": 400, "github_stars": 0}),  # 400 / 1
+    """a-pack and b-pack do not change, but the next cache is taken ten years later: a-pack's
+    age discount shrinks relative to b-pack's and it overtakes it."""
+    nodes = ranking_nodes(
+        ("2024-01-01T00:00:00Z", {"downloads": 1000, "github_stars": 0}),
+        ("2026-01-01T00:00:00Z", {"downloads": 400, "github_stars": 0}),
     )
-    later = node("c-pack", [version("1.0.0", "2036-01-01T00:00:00Z", [comfy("Other")])])
-    report = incremental_vs_full(tmp_path, old, [*old, later])
+    clock.pin("2026-01-01T00:00:00Z")  # cached_at: 1000 / 3 < 400 / 1
+    old_out = tmp_path / "old-m.json"
+    build(write_cache(tmp_path / "old.json", nodes), old_out)
+    clock.pin("2036-01-01T00:00:00Z")  # cached_at: 1000 / 13 > 400 / 11
+    cache = write_cache(tmp_path / "new.json", nodes)
+    build(cache, tmp_path / "full.json")
+    report = build_mappings(
+        MappingsOptions(cache=cache, output=tmp_path / "inc.json", input=old_out)
+    )
     assert report.packages_unchanged == 2
+    assert (tmp_path / "inc.json").read_bytes() == (tmp_path / "full.json").read_bytes()
     shared = orjson.loads((tmp_path / "inc.json").read_bytes())["mappings"]["Shared::9c595aa8"]
-    assert [e["package_id"] for e in shared] == ["a-pack", "b-pack"]  # 1000 / 13 > 400 / 11
-    old_shared = orjson.loads((tmp_path / "old-m.json").read_bytes())["mappings"]
+    assert [e["package_id"] for e in shared] == ["a-pack", "b-pack"]
+    old_shared = orjson.loads(old_out.read_bytes())["mappings"]
     assert [e["package_id"] for e in old_shared["Shared::9c595aa8"]] == ["b-pack", "a-pack"]
 
 
@@ -597,7 +639,7 @@ def test_a_cache_given_as_input_is_rejected(tmp_path: Path, capsys) -> None:
 def test_output_never_replaces_the_cache(tmp_path: Path) -> None:
     cache = write_cache(tmp_path / "c.json", sample_nodes())
     before = cache.read_bytes()
-    with pytest.raises(UserError, match="is the --cache file"):
+    with pytest.raises(UserError, match="is the input"):
         build_mappings(MappingsOptions(cache=cache, output=tmp_path / "." / "c.json"))
     assert cache.read_bytes() == before
 

@@ -8,9 +8,14 @@ the runner's failure modes use tiny throwaway notebooks.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +24,10 @@ import pytest
 
 from registry_tools.cli import main
 from registry_tools.errors import UserError
-from registry_tools.notebooks import parameters, plots, runner, steps, widgets
-from registry_tools.progress import NullReporter
+from registry_tools.notebooks import parameters, plots, runner, steps
 from registry_tools.replay.cassettes import read_manifest
 
-COMMON_PARAMETERS = {
-    "concurrency",
-    "max_versions",
-    "nodes_per_page",
-    "pages",
-    "checkpoint_interval",
-    "base_url",
-    "cassette_dir",
-    "record_mode",
-    "output_dir",
-}
+STEPS = steps.BY_NOTEBOOK
 PARAMS_SOURCE = "concurrency = 8\nname = 'x'\nrate = 0.5\noptional = None\n"
 
 
@@ -196,10 +190,10 @@ def test_committed_notebooks_carry_no_outputs() -> None:
 
 
 @pytest.mark.parametrize("path", runner.bundled_notebooks(), ids=lambda p: p.stem)
-def test_committed_notebooks_are_thin_and_declare_the_common_parameters(path: Path) -> None:
+def test_committed_notebooks_are_thin_and_declare_what_their_step_uses(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     assert parameters.parameters_cell_index(nb, path.name) == 0
-    assert set(parameters.notebook_parameters(nb, path.name)) >= COMMON_PARAMETERS
+    assert set(parameters.notebook_parameters(nb, path.name)) == set(STEPS[path.stem].uses)
     code = [c for c in nb.cells[1:] if c.cell_type == "code"]
     assert all(len(c.source.splitlines()) <= 6 for c in code), "logic belongs in the library"
 
@@ -208,10 +202,29 @@ def test_committed_notebooks_are_thin_and_declare_the_common_parameters(path: Pa
 def test_notebook_defaults_replay_the_bundled_cassettes(path: Path) -> None:
     defaults = parameters.notebook_parameters(nbformat.read(path, as_version=4), path.name)
     recorded = read_manifest(steps.bundled_cassette_dir())["dataset"]["fetch"]
-    assert defaults["record_mode"] == "none" and defaults["cassette_dir"] is None
-    assert defaults["nodes_per_page"] == recorded["nodes_per_page"]
-    assert defaults["max_versions"] == recorded["max_versions"]
-    assert (defaults["pages"] or None) == recorded["pages"]
+    if "record_mode" in defaults:
+        assert defaults["record_mode"] == "none" and defaults["cassette_dir"] == ""
+    for name in ("nodes_per_page", "pages", "max_versions"):
+        if name in defaults:
+            assert defaults[name] == recorded[name], name
+
+
+@pytest.mark.parametrize("path", runner.bundled_notebooks(), ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter_with_its_type(path: Path) -> None:
+    """`papermill --help-notebook` listed 6 of 11: comments holding `=` hid the others."""
+    import papermill  # a test dependency
+    from click.testing import CliRunner
+    from papermill.cli import papermill as papermill_cli
+
+    nb = nbformat.read(path, as_version=4)
+    ours = parameters.notebook_parameters(nb, path.name)
+    seen = papermill.inspect_notebook(str(path))
+    assert list(seen) == list(ours)
+    for name, default in ours.items():
+        assert seen[name]["inferred_type_name"] == type(default).__name__, name
+        assert seen[name]["help"], f"{name} has no help text"
+    listed = CliRunner().invoke(papermill_cli, ["--help-notebook", str(path)]).output
+    assert all(f"  {name}: " in listed for name in ours), listed
 
 
 def test_bundled_notebooks_are_the_five_steps_in_order() -> None:
@@ -273,88 +286,6 @@ def test_a_dying_kernel_is_reported_with_a_non_zero_exit(tmp_path: Path) -> None
     assert "notebook dies.ipynb: the kernel died while running cell 3" in err
 
 
-# ---- the library behind the notebooks (no kernel) ------------------------------------------
-
-
-def _params(tmp_path: Path, **changes: Any) -> steps.Parameters:
-    nb = nbformat.read(runner.notebook_dir() / "01_nodes.ipynb", as_version=4)
-    values = parameters.notebook_parameters(nb, "01_nodes")
-    return steps.Parameters(**{**values, "output_dir": str(tmp_path), **changes})
-
-
-def test_replay_refuses_fetch_options_the_cassettes_were_not_recorded_with(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="recorded with nodes_per_page=30; replay .* got nodes_"):
-        steps.nodes(_params(tmp_path, nodes_per_page=10), NullReporter())
-
-
-def test_recording_over_the_bundled_cassettes_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="would overwrite the bundled cassettes"):
-        steps.nodes(_params(tmp_path, record_mode="all"), NullReporter())
-
-
-def test_parameters_from_a_namespace_need_the_common_ones() -> None:
-    with pytest.raises(UserError, match="the parameters cell lacks concurrency"):
-        steps.Parameters.from_namespace({"pages": 0})
-
-
-def test_widget_reporter_applies_queued_events_only_when_pumped() -> None:
-    reporter = widgets.WidgetReporter(["phase1-nodes"])
-    reporter.start("phase1-nodes", 1)
-    reporter.grow("phase1-nodes", 3)
-    reporter.advance("phase1-nodes", 2)
-    bar = reporter.widget.children[0].children[0]
-    assert (bar.value, bar.max) == (0, 1)
-    reporter.pump()
-    assert (bar.value, bar.max) == (2, 4)
-    reporter.finish("phase1-nodes")
-    reporter.advance("later-phase")
-    reporter.pump()
-    assert (bar.value, bar.bar_style) == (4, "success")
-    assert len(reporter.widget.children) == 2
-
-
-def test_control_panel_runs_with_slider_values_and_fails_headless_on_failures() -> None:
-    seen = []
-
-    class Outcome:
-        ok = False
-
-        def show(self) -> None:
-            seen.append("shown")
-
-        def problem(self) -> str:
-            return "step: 1 items failed: page 2"
-
-    def step(params: Any, reporter: widgets.WidgetReporter) -> Outcome:
-        reporter.start("p", 2)
-        reporter.advance("p", 2)
-        reporter.finish("p")
-        seen.append(params.concurrency)
-        return Outcome()
-
-    panel = widgets.ControlPanel(step, _params(Path("unused")))
-    panel.controls["concurrency"].value = 3
-    with pytest.raises(UserError, match="page 2"):
-        panel.show(headless=True)
-    assert seen == [3, "shown"]
-    assert not panel.button.disabled
-    assert panel.show(headless=False) is None and seen == [3, "shown"]
-
-
-def test_run_with_progress_passes_on_the_job_s_own_timeout_error() -> None:
-    def job() -> None:
-        raise TimeoutError("from the job")
-
-    with pytest.raises(TimeoutError, match="from the job"):
-        widgets.run_with_progress(job, widgets.WidgetReporter())
-
-
-def test_a_step_result_lists_its_failures() -> None:
-    result = steps.StepResult("phase2-versions", {"nodes": 3}, failures=["node a: HTTP 500"])
-    assert not result.ok and "node a: HTTP 500" in result.html()
-    assert result.problem() == "phase2-versions: 1 items failed: node a: HTTP 500"
-
-
 PLOTS = [
     lambda: plots.nodes_per_page({1: 30, 2: 12}),
     lambda: plots.versions_per_package([1, 3, 3, 0]),
@@ -376,16 +307,16 @@ def test_plots_give_the_same_png_for_the_same_data(make) -> None:
 
 
 @pytest.fixture(scope="module")
-def run_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+def run_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path, str]:
     directory = tmp_path_factory.mktemp("run-all")
-    code, stdout, _ = run_cli(
+    code, stdout, stderr = run_cli(
         "notebook", "run-all", "--output-dir", str(directory), "-p", "concurrency", "4"
     )
-    return code, stdout, directory
+    return code, stdout, directory, stderr
 
 
 def test_run_all_replays_offline_and_says_where_everything_is(run_all) -> None:
-    code, stdout, directory = run_all
+    code, stdout, directory, _ = run_all
     assert code == 0, stdout
     for name in ("cache.json", "node_mappings.json", "01_nodes.ipynb", "05_resolve.ipynb"):
         assert f"{directory / name}" in stdout
@@ -393,8 +324,27 @@ def test_run_all_replays_offline_and_says_where_everything_is(run_all) -> None:
     assert f"{directory / '04_mappings-collisions.png'}" in stdout
 
 
+def test_run_all_prints_each_notebook_s_summary_line(run_all) -> None:
+    _, _, directory, stderr = run_all
+    said = {line.split(": ", 1)[0]: line for line in stderr.splitlines() if ": " in line}
+    cache = json.loads((directory / "cache.json").read_text())
+    nodes, entries = cache["node_count"], cache["metadata_entries"]
+    versions = sum(len(node["versions_list"]) for node in cache["nodes"])
+    expected = {
+        "01_nodes.ipynb": f"phase1-nodes (replay): {nodes} nodes, 0 versions",
+        "02_versions.ipynb": f"phase2-versions (replay): {nodes} nodes, {versions} versions",
+        "03_metadata.ipynb": f"phase3-metadata (replay): {nodes} nodes, {versions} versions, "
+        f"{entries} metadata entries",
+        "04_mappings.ipynb": f"mappings: {nodes} packages, ",
+        "05_resolve.ipynb": "resolution: ",
+    }
+    for name, start in expected.items():
+        assert said[name].startswith(f"{name}: {start}"), stderr
+    assert f"wrote {directory / 'node_mappings.json'}" in said["04_mappings.ipynb"]
+
+
 def test_run_all_chains_the_data_files(run_all) -> None:
-    _, _, directory = run_all
+    _, _, directory, _ = run_all
     cache = json.loads((directory / "cache.json").read_text())
     assert cache["node_count"] > 0 and cache["metadata_entries"] > 0
     mappings = json.loads((directory / "node_mappings.json").read_text())
@@ -405,16 +355,24 @@ def test_run_all_chains_the_data_files(run_all) -> None:
 
 @pytest.mark.parametrize("name", [p.stem for p in runner.bundled_notebooks()])
 def test_executed_notebooks_show_a_summary_and_plots_without_errors(run_all, name: str) -> None:
-    _, _, directory = run_all
+    _, _, directory, _ = run_all
     executed = nbformat.read(directory / f"{name}.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert 'class="registry-summary"' in html
     assert any("image/png" in o.get("data", {}) for o in outputs)
+    # read as text (a CI log), every output says something: no `<... object>` placeholders
+    rich = [o for o in outputs if o.output_type in ("display_data", "execute_result")]
+    texts = [o.data.get("text/plain", "") for o in rich]
+    assert all(texts) and not [t for t in texts if "object" in t and t.startswith("<")], texts
+    assert texts[0].startswith("control panel: ")
+    assert [t for t in texts if t.startswith("[figure: ")]
+    assert runner.summaries(executed)
     injected = executed.cells[1]
     assert injected.metadata["tags"] == ["injected-parameters"]
-    assert "concurrency = 4" in injected.source and str(directory) in injected.source
+    assert str(directory) in injected.source
+    assert ("concurrency = 4" in injected.source) == ("concurrency" in STEPS[name].uses)
 
 
 def test_notebooks_run_unchanged_under_papermill(tmp_path: Path) -> None:
@@ -431,3 +389,129 @@ def test_notebooks_run_unchanged_under_papermill(tmp_path: Path) -> None:
     cache = json.loads((tmp_path / "cache.json").read_text())
     assert cache["node_count"] > 0
     assert (tmp_path / "01_nodes-pages.png").is_file()
+
+
+# ---- bad input: one line on stderr, exit 2, no file changed (issue 13) ---------------------
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("registry-tools: error: "), err
+    return lines[0]
+
+
+def tree(directory: Path) -> dict[str, str]:
+    """Every file under `directory` with a digest of its bytes."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_an_output_whose_parent_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "sub" / "01.ipynb"
+    code, _, err = run_cli("notebook", "run", "01_nodes", "--output", str(out))
+    assert code == 2
+    assert "not a directory" in one_error_line(err) and "afile is a file" in err
+    assert tree(tmp_path) == {"afile": hashlib.sha256(b"x").hexdigest()}
+
+
+def test_run_all_into_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli("notebook", "run-all", "--output-dir", str(tmp_path / "afile"))
+    assert code == 2 and "--output-dir" in one_error_line(err) and "not a directory" in err
+    assert (tmp_path / "afile").read_text() == "x" and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize("through_link", [False, True], ids=["package", "checkout-link"])
+def test_run_all_into_the_bundled_notebooks_is_refused(through_link: bool) -> None:
+    directory = runner.notebook_dir()
+    if through_link:
+        directory = Path(__file__).resolve().parents[1] / "notebooks"
+        if not directory.is_symlink():
+            pytest.skip("not a checkout with the notebooks/ link")
+    before = tree(runner.notebook_dir())
+    code, _, err = run_cli("notebook", "run-all", "--output-dir", str(directory))
+    assert code == 2 and "inside the bundled notebooks" in one_error_line(err)
+    assert tree(runner.notebook_dir()) == before
+
+
+def test_a_parameter_putting_data_files_among_the_bundled_notebooks_is_refused(
+    tmp_path: Path,
+) -> None:
+    before = tree(runner.notebook_dir())
+    out = tmp_path / "01.ipynb"
+    argv = ["notebook", "run", "01_nodes", "--output", str(out)]
+    code, _, err = run_cli(*argv, "-p", "output_dir", str(runner.notebook_dir()))
+    assert code == 2 and "parameter 'output_dir'" in one_error_line(err)
+    assert tree(runner.notebook_dir()) == before and not out.exists()
+
+
+def test_running_a_notebook_over_itself_is_refused(tmp_path: Path) -> None:
+    source = make_notebook(tmp_path / "my.ipynb", PARAMS_SOURCE, "print(1)")
+    before = tree(tmp_path)
+    code, _, err = run_cli("notebook", "run", str(source), "--output", str(source))
+    assert code == 2 and "is the input" in one_error_line(err)
+    assert tree(tmp_path) == before
+
+
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """Act as `nobody` while the block runs when root (root may write anywhere)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def executed(path: Path) -> Path:
+    """A throwaway notebook with an output, as if it had been run."""
+    make_notebook(path, PARAMS_SOURCE, "print(1)")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_strip_changes_nothing_when_one_notebook_cannot_be_written() -> None:
+    base = Path(tempfile.mkdtemp(prefix="registry-tools-strip-"))
+    try:
+        base.chmod(0o755)
+        (base / "ok").mkdir()
+        (base / "ok").chmod(0o777)  # writable by whoever runs the command
+        (base / "locked").mkdir(mode=0o755)
+        notebooks = [executed(base / "ok" / "a.ipynb"), executed(base / "locked" / "b.ipynb")]
+        for path in notebooks:
+            path.chmod(0o644)
+        (base / "locked").chmod(0o555)
+        before = tree(base)
+        assert run_cli("notebook", "strip", "--check", *map(str, notebooks))[0] == 1
+        with unprivileged():
+            code, _, err = run_cli("notebook", "strip", *map(str, notebooks))
+        assert code == 2 and "locked is not writable" in one_error_line(err)
+        assert tree(base) == before, "the writable notebook was stripped anyway"
+    finally:
+        (base / "locked").chmod(0o755)
+        shutil.rmtree(base)
+
+
+def test_a_fractional_timeout_is_accepted(tmp_path: Path) -> None:
+    source = make_notebook(tmp_path / "quick.ipynb", PARAMS_SOURCE, "x = 1")
+    out = tmp_path / "out.ipynb"
+    code, _, err = run_cli("notebook", "run", str(source), "--timeout", "2.5", "--output", str(out))
+    assert code == 0, err
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("value", [0, -1, math.inf, 1e9, True, "5"])
+def test_a_timeout_out_of_range_is_refused_before_any_kernel(value: Any) -> None:
+    with pytest.raises(UserError, match="--timeout"):
+        runner.check_timeout(value)

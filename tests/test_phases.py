@@ -14,7 +14,6 @@ from _fetch_fixtures import pinned_clock, synthetic  # noqa: F401 - a fixture
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.options import CacheOptions
 from registry_tools.fetch.run import run_cache
-from registry_tools.registry import synth
 from registry_tools.registry.emulator import Faults, running_emulator
 
 FAULTY = Faults(
@@ -227,7 +226,7 @@ ODD_IDS = ["a/b", "..", "nœud-ü", "with space", "%2F"]
 
 
 def test_odd_node_ids_are_url_quoted(tmp_path):
-    cache = synth.generate(len(ODD_IDS), 9)
+    cache = synthetic(len(ODD_IDS), 9)
     for node, odd in zip(cache["nodes"], ODD_IDS, strict=True):
         node["id"] = odd
         node["status"] = "NodeStatusActive"

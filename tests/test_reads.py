@@ -10,6 +10,7 @@ import pytest
 from _registry_http import get, node_entry, post, version_entry
 
 from registry_tools.fetch import cache_file
+from registry_tools.registry import synth
 from registry_tools.registry.emulator import running_emulator
 
 ACTIVE, PENDING, BANNED = (
@@ -166,3 +167,29 @@ def test_every_error_body_has_error_and_message(emu) -> None:
     ]:
         status, _, body = get(emu.url, *segments, **query)
         assert status in (400, 404) and set(body) == {"error", "message"}
+
+
+def test_a_synthetic_cache_is_served_exactly_as_it_holds_it() -> None:
+    """What a fetch following docs/cache-format.md needs to give the cache back: every
+    version's fields, its extraction status, and its comfy nodes or a pending answer."""
+    cache = synth.generate(30, 5)
+    with running_emulator(cache, missing_download_rate=0) as emu:
+        for node in cache["nodes"]:
+            if node.get("versions_unavailable"):
+                continue
+            listed = {v["version"]: v for v in get(emu.url, "nodes", node["id"], "versions")[2]}
+            for entry in node["versions_list"]:
+                served = listed[entry["version"]]
+                local = ("download_url", "comfy_nodes", "metadata_cached", "metadata_pending")
+                assert {k: v for k, v in entry.items() if k not in local} == {
+                    k: v for k, v in served.items() if k != "downloadUrl"
+                }
+                assert served["downloadUrl"] == (entry["download_url"] or "")
+                path = ("nodes", node["id"], "versions", entry["version"], "comfy-nodes")
+                body = get(emu.url, *path, limit=500)[2]
+                if entry["metadata_cached"]:
+                    assert body["comfy_nodes"] == entry["comfy_nodes"]
+                else:
+                    assert body == {"comfy_nodes": None, "totalNumberOfPages": 0}
+                    if "metadata_pending" in entry:
+                        assert served["comfy_node_extract_status"] == entry["metadata_pending"]

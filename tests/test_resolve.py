@@ -98,7 +98,7 @@ def test_ui_workflow(mappings: dict) -> None:
         ("gamma-odd", 2, "0.0.1"),
     ]
     loader = by_type["Loader"]
-    assert loader.match == "name_only"
+    assert (loader.match, loader.key) == ("type_only", "Loader::_")  # every provider
     assert [(c.package_id, c.rank, c.version) for c in loader.candidates] == [
         ("rival-pack", 1, "3.0.0"),
         ("alpha-pack", 2, "1.10.0"),
@@ -108,7 +108,11 @@ def test_ui_workflow(mappings: dict) -> None:
     assert by_type["BadJson"].candidates[0].package_id == "gamma-odd"  # inside a group node
     assert result.unresolved == ("NotInRegistry",)
     assert result.builtin == ("KSampler", "Note", "PrimitiveNode", "Reroute")
-    assert result.skipped == ("workflow>MyGroup",)
+    assert result.references == ("3f2a-subgraph-uuid", "workflow>MyGroup")
+    # the plan: one pack per type, MaskScale and Beta both from alpha-pack (fewest packs)
+    plan = {p.package_id: p.node_types for p in result.packages}
+    assert plan["alpha-pack"] == ("Beta", "Loader", "MaskScale")
+    assert plan["gamma-odd"] == ("BadJson", "NoInputs")
 
 
 def test_the_exact_signature_decides_between_packages(mappings: dict) -> None:
@@ -123,7 +127,7 @@ def test_the_exact_signature_decides_between_packages(mappings: dict) -> None:
 def test_unknown_signature_falls_back_to_every_provider(mappings: dict) -> None:
     workflow = {"nodes": [ui_node(1, "MaskScale", ("mask", "MASK"))]}
     (only,) = resolve_workflow(workflow, mappings).types
-    assert only.match == "name_only"
+    assert (only.match, only.key) == ("type_only", "MaskScale::_")  # every provider, ranked
     assert [c.package_id for c in only.candidates] == ["alpha-pack", "beta-pack", "gamma-odd"]
     assert [c.rank for c in only.candidates] == [1, 2, 3]
 
@@ -149,7 +153,9 @@ def test_api_workflow(mappings: dict) -> None:
 
 def test_builtin_list_is_shipped() -> None:
     assert {"KSampler", "CheckpointLoaderSimple", "SaveImage", "Reroute"} <= builtin_nodes()
+    assert {"GetImageSize", "LoadVideo", "StringConcatenate", "MarkdownNote"} <= builtin_nodes()
     assert "MaskScale" not in builtin_nodes()
+    assert len(builtin_nodes()) >= 1000
 
 
 # ---- CLI -----------------------------------------------------------------------------------
@@ -169,16 +175,35 @@ def test_cli_exit_codes_and_json(tmp_path: Path, mappings_file: Path, capsys) ->
     assert main([*args, "--mappings", str(mappings_file)]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["unresolved"] == ["Nowhere"]
+    assert report["unresolved_types"][0]["reason"] == "unknown"
     assert report["types"][0]["candidates"][0] == {
         "package_id": "rival-pack",
         "rank": 1,
         "version": "3.0.0",
         "versions": ["3.0.0"],
     }
+    # rival-pack ranks first for Loader, but alpha-pack is needed for MaskScale anyway
+    (alpha,) = report["packages"]
+    assert (alpha["package_id"], alpha["node_types"]) == ("alpha-pack", ["Loader", "MaskScale"])
+    assert (alpha["version"], alpha["download_url"]) == ("1.10.0", "https://cdn.example/1.10.0.zip")
+    loader = next(t for t in report["types"] if t["node_type"] == "Loader")
+    assert (
+        loader["why"] == "rank 2 of 2 candidates; alpha-pack also provides MaskScale (fewest packs)"
+    )
 
 
 @pytest.mark.parametrize(
-    "content", ["[1, 2]", "{}", '{"nodes": 3}', '{"a": {"inputs": {}}}', "not json", '"text"']
+    "content",
+    [
+        "[1, 2]",
+        "{}",
+        '{"nodes": 3}',
+        '{"a": {"inputs": {}}}',
+        "not json",
+        '"text"',
+        '{"cached_at": "x", "nodes": [{"id": "pack", "name": "Pack"}]}',  # a registry cache
+        '{"nodes": []}',
+    ],
 )
 def test_cli_rejects_what_is_not_a_workflow(
     tmp_path: Path, mappings_file: Path, capsys, content: str
@@ -220,7 +245,7 @@ def test_comfydock_core_loads_and_resolves_our_output(mappings_file: Path) -> No
     (no_inputs,) = resolver.resolve_single_node_from_mapping(WorkflowNode("2", "NoInputs"))
     assert (no_inputs.package_id, no_inputs.match_type) == ("gamma-odd", "type_only")
     package = repository.get_package("alpha-pack")
-    assert package.versions["0.1.0"].deprecated is True
+    assert "0.1.0" not in package.versions  # deprecated: never offered for installation
     assert package.versions["1.9.0"].download_url == "https://cdn.example/1.9.0.zip"
     assert repository.resolve_github_url("git@github.com:Someone/Gamma.git").id == "gamma-odd"
     assert repository.global_mappings.stats.signatures == len(

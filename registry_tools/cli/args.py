@@ -8,11 +8,37 @@ from pathlib import Path
 PROG = "registry-tools"
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """`--help` shows every option's default (unless its help already says it) and choices.
+
+    argparse's `ArgumentDefaultsHelpFormatter` would repeat defaults the help text already
+    states and print `(default: None)` for options without one.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.nargs == 0:  # said already, or a flag (on when given)
+            return text
+        if action.default is None or action.default is argparse.SUPPRESS or action.default == []:
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (no usage dump) and exit 2."""
+    """argparse with the CLI's manners: a bad flag is one line on stderr with the one error
+    prefix every failure has (`registry-tools: error: ...`, naming the subcommand), exit 2;
+    `--help` shows defaults and choices."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        command = self.prog.removeprefix(PROG).strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"{PROG}: error: {where}{message}\n")
 
 
 def positive_int(text: str) -> int:
@@ -93,6 +119,15 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="progress bars on stderr (default: when stderr is a terminal)",
     )
+
+
+def add_registry_access(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--base-url` and `--token`, as every command that talks to the registry has them."""
+    parser.add_argument(
+        "--base-url",
+        help="registry API (default: $REGISTRY_TOOLS_BASE_URL, else https://api.comfy.org)",
+    )
+    parser.add_argument("--token", help="bearer token (default: $REGISTRY_TOOLS_TOKEN)")
 
 
 def path(text: str) -> Path:

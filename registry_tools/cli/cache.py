@@ -12,6 +12,7 @@ from registry_tools.cli.args import (
     PROG,
     add_log_level,
     add_progress,
+    add_registry_access,
     non_negative_float,
     path,
     positive_float,
@@ -44,16 +45,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--checkpoint-interval", type=positive_int, default=20, help="nodes per checkpoint"
     )
     p.add_argument("--pages", type=positive_int, help="fetch at most this many pages (default all)")
-    p.add_argument(
-        "--base-url",
-        help="registry API (default: $REGISTRY_TOOLS_BASE_URL, else https://api.comfy.org)",
-    )
+    add_registry_access(p)
     p.add_argument("--max-attempts", type=positive_int, default=6, help="tries per request")
     p.add_argument(
         "--backoff", type=non_negative_float, help="first back-off in seconds (default 0.5)"
     )
     p.add_argument("--timeout", type=positive_float, default=30.0, help="seconds per request")
-    p.add_argument("--token", help="bearer token (default: $REGISTRY_TOOLS_TOKEN)")
     p.add_argument("--cassette-dir", type=path, help="record or replay one cassette per phase")
     p.add_argument(
         "--record-mode",

@@ -30,7 +30,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="override a parameter with a Python literal (repeatable)",
     )
     params.add_argument(
-        "--timeout", type=positive_float, default=600.0, help="seconds allowed per cell"
+        "--timeout",
+        type=positive_float,
+        default=600.0,
+        help="seconds allowed per cell, fractions allowed (default 600, at most a week)",
     )
     add_log_level(params)
     run = actions.add_parser("run", parents=[params], help="execute one notebook")
@@ -62,6 +65,8 @@ def _run_notebook(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     print(f"executed notebook: {done.output} ({done.seconds:.1f} s)")
+    for line in done.summaries:
+        print(f"  {line}")
     return 0
 
 

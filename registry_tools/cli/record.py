@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from registry_tools.cli.args import (
     add_log_level,
@@ -32,9 +33,20 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def _run_record(args: argparse.Namespace) -> int:
     from registry_tools.fetch.client import check_base_url
-    from registry_tools.replay.recording import record_dataset
+    from registry_tools.replay.cassettes import read_manifest
+    from registry_tools.replay.recording import dataset_directory, record_dataset
 
     base_url = check_base_url(args.base_url) if args.base_url else None
-    summary = record_dataset(args.dataset, args.cassette_dir, base_url, args.concurrency)
-    print(summary.text())
+    directory = dataset_directory(args.dataset, args.cassette_dir)
+    summary = record_dataset(args.dataset, directory, base_url, args.concurrency)
+    phases = read_manifest(directory).get("phases", {}) if summary.ok else {}
+    recorded = f"recorded {directory} ({sum(phases.values())} interactions in {len(phases)} "
+    print(
+        (recorded + "cassettes)" if summary.ok else f"recording {directory} failed")
+        + f": {summary.nodes} nodes, {summary.versions} versions, "
+        f"{summary.metadata_entries} metadata entries; {summary.requests} requests, "
+        f"{summary.retries} retries, {len(summary.failures)} failures; {summary.elapsed:.2f} s"
+    )
+    for failure in summary.failures[:20]:
+        print(f"  failed: {failure}", file=sys.stderr)
     return 0 if summary.ok else 1

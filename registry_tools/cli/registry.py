@@ -24,7 +24,7 @@ def _node_count(text: str) -> int:
     value = positive_int(text)
     if value > MAX_NODES:
         raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_NODES:,} (about five times the real registry), got {value:,}"
+            f"must be at most {MAX_NODES:,} (about twice the real registry), got {value:,}"
         )
     return value
 
@@ -43,9 +43,15 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         "--nodes",
         type=_node_count,
         required=True,
-        help="number of nodes (packages), 1 to 25,000; about 4 MB of cache per 1,000",
+        help="number of nodes (packages), 1 to 10,000; the cache takes about 45 MB per 1,000",
     )
     p.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    p.add_argument(
+        "--ideal",
+        action="store_true",
+        help="every extraction finished and every version's metadata kept (default: as a "
+        "fetch leaves them, some pending or failed, none for unusable versions)",
+    )
     p.add_argument("--output", type=path, required=True, help="cache file to write (- for stdout)")
     add_log_level(p)
     p.set_defaults(run=_run_synth)
@@ -57,7 +63,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     if not files.is_stdio(args.output):
         files.check_output(args.output)
-    cache = synth.generate(args.nodes, args.seed)
+    cache = synth.generate(args.nodes, args.seed, ideal=args.ideal)
     files.write_output(args.output, files.dumps(cache))
     print(f"wrote {args.output}: {synth.summary(cache)}", file=sys.stderr)
     return 0

@@ -137,7 +137,8 @@ class Build:
 
     def fail(self, what: str, error: FetchError | str) -> None:
         message = f"{what}: {error}"
-        log.warning("failed: %s", message)
+        # INFO, not WARNING: every front door lists the failures in its summary, once.
+        log.info("failed: %s", message)
         self.failures.append(message)
 
     def status(self, phase: str, **values: Any) -> None:

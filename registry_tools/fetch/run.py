@@ -73,15 +73,13 @@ def check_paths(options: CacheOptions, protected: Iterable[Path | None] = ()) ->
             "--output -: the cache is written to a file (it keeps a resumable journal beside "
             "it); write it to a file and read that"
         )
-    journal = journal_path(options.output)
-    files.check_output(  # `--input` may be the output: a refresh in place is read first
+    files.check_output(  # `--input` may be the output (read first), not its journal
         options.output,
         "--output",
         protected=list(protected),
-        companions=[journal, set_aside_path(options.output)],
+        companions=[journal_path(options.output), set_aside_path(options.output)],
+        replaces=[options.input],
     )
-    if options.input is not None:
-        files.check_output(journal, "the journal of --output", inputs=[options.input])
 
 
 async def run_cache_async(

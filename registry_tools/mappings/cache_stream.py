@@ -19,12 +19,19 @@ difference is not zero, wherever it lies: tested), and misses any other same-len
 probability 2**-32.
 
 Anything else (another indentation, a file that breaks the layout half-way, a file that is
-not JSON or not a cache) falls back to `cache_file.load_cache`, which either reads it whole or
-raises the usual one-line UserError; nodes already yielded are not yielded twice.
+not JSON or not a cache) falls back to reading the file whole (`load_whole`), which raises the
+usual one-line UserError for a file that is not a cache; nodes already yielded are not yielded
+twice.
+
+Lone surrogates (`"\\ud800"`): valid JSON that orjson refuses and no UTF-8 file can hold.
+Python's `json` reads them; in a node's own fields they become U+FFFD (with a warning), and in
+`comfy_nodes` they are kept for the builder to count (`feeding`, `signatures`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import mmap
 import re
 import zlib
@@ -35,8 +42,11 @@ from typing import Any
 
 import orjson
 
+from registry_tools import files
 from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
+
+log = logging.getLogger(__package__)
 
 _NODES_OPEN = b'\n  "nodes": [\n    {\n'
 _NODE_CLOSE = b"\n    }"
@@ -56,19 +66,64 @@ Expect = Callable[[str], "tuple[int, str] | None"]
 
 
 class LazyJSON:
-    """An unparsed JSON value inside a cache file; `load()` parses it."""
+    """An unparsed JSON value inside a cache file (at byte `offset`); `load()` parses it."""
 
-    __slots__ = ("_raw", "_where")
+    __slots__ = ("_raw", "_where", "_offset")
 
-    def __init__(self, raw: memoryview, where: str) -> None:
+    def __init__(self, raw: memoryview, where: str, offset: int = 0) -> None:
         self._raw = raw
         self._where = where
+        self._offset = offset
 
     def load(self) -> Any:
         try:
             return orjson.loads(self._raw)
-        except orjson.JSONDecodeError as exc:
-            raise UserError(f"{self._where}: not valid JSON ({exc})") from None
+        except orjson.JSONDecodeError:
+            pass
+        text = bytes(self._raw)
+        try:
+            return json.loads(text)  # lone surrogates, which orjson refuses
+        except ValueError as exc:
+            where = _position(text, getattr(exc, "pos", 0), self._raw.obj, self._offset)
+            message = getattr(exc, "msg", str(exc))
+            raise UserError(f"{self._where}: not valid JSON ({message}: {where})") from None
+        except RecursionError:
+            raise UserError(f"{self._where}: not valid JSON (nested too deeply)") from None
+
+
+def _position(text: bytes, pos: int, whole: Any, offset: int) -> str:
+    """`line L column C (char N)` of character `pos` of `text`, which starts at byte
+    `offset` of the file `whole`: where an editor would find it."""
+    at = offset + len(text.decode("utf-8", "replace")[:pos].encode("utf-8", "surrogatepass"))
+    line = bytes(whole[:at]).count(b"\n") + 1
+    column = at - bytes(whole[:at]).rfind(b"\n")
+    return f"line {line} column {column} (char {at})"
+
+
+def replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD (proper pairs are kept)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def clean_strings(value: Any) -> Any:
+    """A parsed JSON value with lone surrogates replaced in every string, keys included."""
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    if isinstance(value, list):
+        return [clean_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {replace_surrogates(k): clean_strings(v) for k, v in value.items()}
+    return value
+
+
+def _loads_lenient(text: bytes) -> tuple[Any, bool]:
+    """Parse JSON with orjson, or with Python's `json` when orjson refuses a lone surrogate
+    (then the flag is True); raises ValueError (json's, with its position) when it is not JSON
+    at all."""
+    try:
+        return orjson.loads(text), False
+    except orjson.JSONDecodeError:
+        return json.loads(text), True
 
 
 def comfy_nodes(version: dict[str, Any]) -> list[Any]:
@@ -82,13 +137,16 @@ def comfy_nodes(version: dict[str, Any]) -> list[Any]:
 def declared_node_count(path: Path) -> int:
     """The cache's own `node_count` (for a progress total) without reading the file; 0 when
     the head of the file does not state it."""
+    found = _NODE_COUNT.search(_head(path))
+    return int(found.group(1)) if found else 0
+
+
+def _head(path: Path) -> bytes:
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4096)
+            return handle.read(4096)
     except OSError:
-        return 0
-    found = _NODE_COUNT.search(head)
-    return int(found.group(1)) if found else 0
+        return b""
 
 
 def map_file(path: Path) -> Buffer:
@@ -128,17 +186,21 @@ class NodeText:
 
 
 def iter_nodes(
-    path: Path, what: str = "--cache", texts: dict[str, NodeText] | None = None
+    path: Path,
+    what: str = "--cache",
+    texts: dict[str, NodeText] | None = None,
+    top: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every node of the cache at `path`, in file order, validated like `cache_file.load_cache`.
     With `texts`, each node read from the two-space layout also leaves its NodeText there
-    (under its id, first occurrence only)."""
+    (under its id, first occurrence only); with `top`, the cache's other top-level fields
+    (`cached_at`...) are put there once the last node is read."""
     seen: set[str] = set()
     data = b""
     try:
         data = Path(path).read_bytes()
         where = f"{what} {path}"
-        for text in scan(data):
+        for text in scan(data, top=top):
             node = parse_node(data, text, where)
             if texts is not None and node["id"] not in seen:
                 texts[node["id"]] = text
@@ -147,19 +209,66 @@ def iter_nodes(
         return
     except (OSError, Layout):
         data = b""  # not kept alive next to the whole-file copy below
-    for node in cache_file.load_cache(path, what)["nodes"]:
+    cache = load_whole(path, what)
+    if top is not None:
+        top.update((key, value) for key, value in cache.items() if key != "nodes")
+    for node in cache["nodes"]:
         if node["id"] not in seen:
             yield node
 
 
-def scan(data: Buffer, expect: Expect | None = None) -> Iterator[NodeText]:
+def load_whole(path: Path, what: str = "--cache") -> dict[str, Any]:
+    """Read and validate a cache of any layout in one go, like `cache_file.load_cache`, but
+    reading lone surrogates (replaced by U+FFFD outside `comfy_nodes`, see the module)."""
+    data = files.check_input(Path(path), what).read_bytes()
+    try:
+        cache, lenient = _loads_lenient(data)
+    except ValueError as exc:
+        raise UserError(f"{what} {path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{what} {path}: not valid JSON (nested too deeply)") from None
+    problem = cache_file.cache_problem(cache)
+    if problem:
+        raise UserError(f"{what} {path}: not a registry cache ({problem})")
+    nodes = cache["nodes"]
+    if lenient:
+        cache["nodes"] = [_clean_node(node) for node in nodes]
+    return cache
+
+
+def _encodes(value: Any) -> bool:
+    """Whether orjson can write `value` (no lone surrogate anywhere in it)."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _clean_node(node: dict[str, Any]) -> dict[str, Any]:
+    """A node with lone surrogates replaced outside its versions' `comfy_nodes`."""
+    comfy = [v.pop("comfy_nodes", None) for v in node.get("versions_list") or []]
+    cleaned = node
+    if not _encodes(node):
+        cleaned = clean_strings(node)
+        log.warning("node %s: lone surrogates replaced by U+FFFD", ascii(cleaned.get("id")))
+    for version, nodes in zip(cleaned.get("versions_list") or [], comfy, strict=True):
+        if nodes is not None:
+            version["comfy_nodes"] = nodes
+    return cleaned
+
+
+def scan(
+    data: Buffer, expect: Expect | None = None, top: dict[str, Any] | None = None
+) -> Iterator[NodeText]:
     """Locate and fingerprint the nodes of a two-space-indented cache, parsing nothing.
 
     Each byte is searched about once: the next `comfy_nodes` opening is looked up ahead, and
     the end of a `versions_list` is only searched for in the stretches between comfy arrays.
     With `expect`, a node whose `versions_list` has the length and checksum it had before is
     recognised by checksumming those bytes, without searching them. Raises Layout on anything
-    unexpected (the caller falls back to reading the file whole).
+    unexpected (the caller falls back to reading the file whole). With `top`, the top-level
+    fields other than `nodes` are put there at the end.
     """
     opening = data.find(_NODES_OPEN)
     if not data[:64].lstrip().startswith(b"{") or opening < 0:
@@ -221,7 +330,9 @@ def scan(data: Buffer, expect: Expect | None = None) -> Iterator[NodeText]:
         if _at(data, end, _NEXT_NODE):
             pos = end + len(_NEXT_NODE) - 2
         elif _at(data, end, _NODES_CLOSE):
-            _check_top_level(data[:opening] + b'\n  "nodes": [' + data[end:])
+            fields = _check_top_level(data[:opening] + b'\n  "nodes": [' + data[end:])
+            if top is not None:
+                top.update((key, value) for key, value in fields.items() if key != "nodes")
             return
         else:
             raise Layout
@@ -264,7 +375,7 @@ def parse_node(data: Buffer, text: NodeText, where: str) -> dict[str, Any]:
     cursor = text.start
     for line, array_start, array_end in arrays:
         pieces += [view[cursor:line], b'\n"comfy_nodes": %d' % len(lazy)]
-        lazy.append(view[array_start:array_end])
+        lazy.append((array_start, view[array_start:array_end]))
         cursor = array_end
     pieces.append(view[cursor : text.end])
     return _node(b"".join(pieces), lazy, where)
@@ -290,13 +401,13 @@ def _comfy_arrays(data: Buffer, lo: int, hi: int) -> list[tuple[int, int, int]]:
     return arrays
 
 
-def _node(text: bytes, lazy: list[memoryview], where: str) -> dict[str, Any]:
+def _node(text: bytes, lazy: list[tuple[int, memoryview]], where: str) -> dict[str, Any]:
     """Parse one node whose `comfy_nodes` arrays were replaced by numbered placeholders, and
-    put the arrays back as LazyJSON."""
+    put the arrays (with where they start) back as LazyJSON."""
     try:
         node = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise Layout from None
+        node = _lenient_node(text)
     if cache_file.cache_problem({"nodes": [node]}):
         raise Layout
     placed = 0
@@ -305,18 +416,34 @@ def _node(text: bytes, lazy: list[memoryview], where: str) -> dict[str, Any]:
         if type(index) is int:
             if index != placed:
                 raise Layout
-            version["comfy_nodes"] = LazyJSON(lazy[index], where)
+            offset, raw = lazy[index]
+            version["comfy_nodes"] = LazyJSON(raw, where, offset)
             placed += 1
     if placed != len(lazy):
         raise Layout
     return node
 
 
-def _check_top_level(skeleton: bytes) -> None:
-    """The file minus its nodes must still be a JSON object (catches a torn or edited tail)."""
+def _lenient_node(text: bytes) -> Any:
+    """A node orjson refused: Python's `json` reads lone surrogates (replaced, with a warning);
+    anything else that is not JSON is a Layout problem (the whole file is then read)."""
+    try:
+        node = json.loads(text)
+    except (ValueError, RecursionError):
+        raise Layout from None
+    cleaned = clean_strings(node)
+    if isinstance(cleaned, dict):
+        log.warning("node %s: lone surrogates replaced by U+FFFD", ascii(cleaned.get("id")))
+    return cleaned
+
+
+def _check_top_level(skeleton: bytes) -> dict[str, Any]:
+    """The file minus its nodes must still be a JSON object (catches a torn or edited tail);
+    returns it."""
     try:
         top = orjson.loads(skeleton)
     except orjson.JSONDecodeError:
         raise Layout from None
     if not isinstance(top, dict):
         raise Layout
+    return top

@@ -18,23 +18,37 @@ from registry_tools.mappings.cache_stream import (
     scan,
 )
 from registry_tools.mappings.document import header, package_record
-from registry_tools.mappings.feeding import Hasher, feeding_versions
+from registry_tools.mappings.feeding import Hasher, feeding_versions, metadata_gaps
 from registry_tools.mappings.index import (
+    BODY_LINE,
     INDENT,
     KEY_LINE,
     MAPPINGS_AT,
     PACKAGES_AT,
     RECORD_CLOSE,
-    VERSIONS_LINE,
     Previous,
     excluded,
-    from_iso,
     index_document,
+    manager_entries,
+    package_entry,
     package_facts,
 )
 from registry_tools.mappings.job import PHASE, MappingsOptions, MappingsReport
-from registry_tools.mappings.ranking import newest_release, popularity, ranked_entries, score
+from registry_tools.mappings.plan import (
+    PackageFacts,
+    Sources,
+    claimed_names,
+    document_stats,
+    manager_only_keys,
+    node_types,
+    notes,
+    plan,
+)
+from registry_tools.mappings.ranking import MANAGER, newest_release, popularity, ranked_entries
+from registry_tools.mappings.signatures import split_key
 from registry_tools.progress import Reporter
+
+BODY_KEYS = ("unavailable_versions", "versions")
 
 
 def _expected(package: dict[str, Any] | None) -> tuple[int, str] | None:
@@ -47,118 +61,198 @@ def update(
     replayed: list[dict[str, Any]],
     reporter: Reporter,
     report: MappingsReport,
-) -> tuple[list[Any], dict[str, int], dict[str, Any]]:
-    """Output (as pieces), stats and index of an incremental run that reuses `previous` for every
-    package whose cache bytes did not change. Raises Layout when the cache is not in the
-    two-space layout (the caller then takes the general path)."""
+    sources: Sources,
+) -> tuple[list[Any], dict[str, Any], dict[str, int], dict[str, Any]]:
+    """Output (as pieces), stats, report counters and index of an incremental run that reuses
+    `previous` for every package whose cache bytes did not change. Raises Layout when the
+    cache is not in the two-space layout (the caller then takes the general path)."""
     data = map_file(options.cache)
-    where = f"--cache {options.cache}"
-    journaled: dict[str, dict[str, list[str]]] = {}  # package -> version -> keys
-    for record in replayed:
-        journaled.setdefault(record["id"], {}).update(record["keys"])
-    old = previous.packages
-    records: dict[str, Any] = {}  # None (copy it), or (record, versions bytes or None)
-    facts: dict[str, dict[str, Any]] = {}  # the new index's package entries
-    fed: dict[str, dict[str, list[str]]] = {}  # feeding versions of the packages parsed
-    hasher = Hasher(report)
+    read = _Read(options, previous, replayed, report, sources.manager is not None)
+    top: dict[str, Any] = {}
     total = declared_node_count(options.cache)
     reporter.start(PHASE, total)
-    for count, text in enumerate(scan(data, lambda package_id: _expected(old.get(package_id)))):
+    expect = read.expected
+    for count, text in enumerate(scan(data, expect, top)):
         if count >= total:
             reporter.grow(PHASE, 1)
         reporter.advance(PHASE)
-        package_id = text.id
-        before = old.get(package_id) if package_id is not None else None
-        if package_id in records:
-            continue  # the first node wins
-        if before is not None and text.versions == before["versions"]:
-            if text.head == before["head"]:
-                records[package_id] = None  # copied from the input
-                facts[package_id] = dict(before)
-                report.packages_unchanged += 1
-                report.versions_fed += before["fed"]
-                report.versions_reused += before["fed"]
-                continue
-            node = parse_head(data, text)
-            if node["id"] != package_id:
-                raise Layout
-            if excluded(node) == before["excluded"]:  # the same versions feed: keep the rest
-                record = package_record(node)
-                records[package_id] = (record, previous.versions(before))
-                facts[package_id] = {**before, "head": text.head, "popularity": popularity(record)}
-                report.versions_fed += before["fed"]
-                report.versions_reused += before["fed"]
-                continue
-        node = parse_node(data, text, where)
-        if node["id"] != package_id:  # its "id" line is not its id: not the usual layout
-            raise Layout
-        if package_id in records:
-            continue
-        known = previous.known(package_id) if package_id in old else {}
-        known.update(journaled.get(package_id, {}))
-        record = package_record(node)
-        records[package_id] = (record, None)
-        versions = fed[package_id] = {}
-        parsed = 0
-        for version in feeding_versions(node, options.max_versions):
-            name = version["version"]
-            keys = known.get(name)
-            if keys is None:
-                keys = hasher.version_keys(package_id, version)
-                parsed += 1
-            versions[name] = keys
-        report.versions_fed += len(versions)
-        report.versions_parsed += parsed
-        report.versions_reused += len(versions) - parsed
-        facts[package_id] = package_facts(text, node, record, versions, newest_release(record))
+        read.node(data, text)
     reporter.finish(PHASE)
 
-    newest = {p: from_iso(f["newest"]) for p, f in facts.items()}
-    reference = max((d for d in newest.values() if d is not None), default=None)
-    scores = {p: score(f["popularity"], newest[p], reference) for p, f in facts.items()}
+    old = previous.packages
+    was = {p: orjson.loads(old[p]["names"]) for p in read.fed if p in old}  # parsed ones
+    before = previous.index["manager"]
+    state = previous.index["manager_state"]
+    decided = plan(read.facts, sources.manager, top.get("cached_at"), state, (before, was))
+    manager = decided.contribution
 
-    # Keys to rebuild: those of packages parsed or gone, and multi-package keys whose order moved.
-    gone = set(fed) | (old.keys() - records.keys())
+    # Keys to rebuild: those of packages parsed or gone, those whose Manager entries changed,
+    # and multi-package keys whose order moved.
+    gone = set(read.fed) | (old.keys() - read.records.keys())
     affected: set[str] = set()
     for package_id in gone:
         if package_id in old:
             affected.update(previous.package_keys(package_id))
     providers: dict[str, dict[str, list[str]]] = {}
-    for package_id, versions in fed.items():
+    for package_id, versions in read.fed.items():
         for version, keys in versions.items():
             for key in keys:
                 providers.setdefault(key, {}).setdefault(package_id, []).append(version)
     affected.update(providers)
+    if manager.touched is not None:  # brought up to date: it knows what it changed
+        affected.update(manager.touched)
+    else:
+        affected.update(_changed(before, manager.entries))
     previous.prefetch(affected.union(previous.index["multi"]))
     for key in previous.index["multi"]:
         if key not in affected:
             order = [entry["package_id"] for entry in previous.entries(key)]
-            if order != sorted(order, key=lambda p: (-scores.get(p, 0.0), p)):
+            if order != decided.ranking.order(split_key(key)[0], order):
                 affected.add(key)
     rebuilt: dict[str, list[dict[str, Any]]] = {}
     for key in affected:
         by_package = {
             entry["package_id"]: entry["versions"]
             for entry in previous.entries(key)
-            if entry["package_id"] not in gone
+            if entry["package_id"] not in gone and entry.get("source") != MANAGER
         }
         by_package.update(providers.get(key, {}))
-        if by_package:
-            rebuilt[key] = ranked_entries(by_package, scores)
+        extra = manager.entries.get(key, ())
+        if by_package or extra:
+            rebuilt[key] = ranked_entries(key, by_package, decided.ranking, extra)
 
     mappings, keys, starts, end = _splice(previous, rebuilt, sorted(affected))
-    packages = _packages_section(previous, records, facts)
-    stats = {
-        "packages": len(records),
-        "signatures": len(keys),
-        "total_nodes": sum(f["nodes"] for f in facts.values()),
-    }
-    output, mappings_at, packages_at = _write_document(stats, mappings, packages)
+    block = _ManagerBlock(previous, manager)
+    packages = _packages_section(previous, read.records, read.entries, block)
+    registry_keys = len(keys)
+    if sources.manager is not None:
+        registry_keys -= manager_only_keys(decided, read.facts)
+    stats = document_stats(
+        decided,
+        registry_packages=len(read.records),
+        registry_keys=registry_keys,
+        signatures=len(keys),
+        total_nodes=sum(entry["nodes"] for entry in read.entries.values()),
+    )
+    output, mappings_at, packages_at = _write_document(stats, mappings, packages, sources.aliases)
     multi = {k for k in previous.index["multi"] if k not in affected}
     multi.update(k for k, entries in rebuilt.items() if len(entries) > 1)
+    kept = {k: ids for k, ids in before.items() if k not in affected}
     spans = {"keys": keys, "starts": starts, "end": end}
     spans.update(mappings_at=mappings_at, packages_at=packages_at)
-    return output, stats, index_document(options, output, stats, spans, multi, facts)
+    index = index_document(
+        options,
+        output,
+        stats,
+        spans,
+        multi,
+        read.entries,
+        {**kept, **manager_entries(rebuilt)},
+        block.placed,
+        manager.state(),
+    )
+    return output, stats, notes(decided, sources, read.records.keys() | manager.stars), index
+
+
+def _changed(before: dict[str, list[str]], now: dict[str, set[str]]) -> list[str]:
+    """Keys whose Manager entries are not the packages they were (no sort: most are)."""
+    changed = [key for key in before if key not in now]
+    for key, ids in now.items():
+        was = before.get(key)
+        if was is None or len(was) != len(ids) or not ids.issuperset(was):
+            changed.append(key)
+    return changed
+
+
+class _Read:
+    """The cache's packages as the incremental run reads them: copied, re-read in part, or
+    parsed (see `index`)."""
+
+    def __init__(
+        self,
+        options: MappingsOptions,
+        previous: Previous,
+        replayed: list[dict[str, Any]],
+        report: MappingsReport,
+        need_names: bool,
+    ) -> None:
+        self.options = options
+        self.previous = previous
+        self.report = report
+        self.need_names = need_names  # the Manager merge needs every package's node types
+        self.where = f"--cache {options.cache}"
+        self.journaled: dict[str, dict[str, list[str]]] = {}  # package -> version -> keys
+        for record in replayed:
+            self.journaled.setdefault(record["id"], {}).update(record["keys"])
+        self.records: dict[str, Any] = {}  # None (copy it), or (record, body bytes or None)
+        self.entries: dict[str, dict[str, Any]] = {}  # the new index's package entries
+        self.facts: dict[str, PackageFacts] = {}
+        self.fed: dict[str, dict[str, list[str]]] = {}  # feeding versions of those parsed
+        self.hasher = Hasher(report)
+
+    def expected(self, package_id: str) -> tuple[int, str] | None:
+        return _expected(self.previous.packages.get(package_id))
+
+    def node(self, data: Any, text: Any) -> None:
+        package_id = text.id
+        report = self.report
+        before = self.previous.packages.get(package_id) if package_id is not None else None
+        if package_id in self.records:
+            return  # the first node wins
+        if before is not None and text.versions == before["versions"]:
+            if text.head == before["head"]:
+                self._keep(package_id, None, dict(before))
+                report.packages_unchanged += 1
+                return
+            node = parse_head(data, text)
+            if node["id"] != package_id:
+                raise Layout
+            if excluded(node) == before["excluded"]:  # the same versions feed: keep the rest
+                record = package_record(node)
+                entry = {**before, "head": text.head, "popularity": popularity(record)}
+                entry.update(claims=list(claimed_names(node)), repository=record["repository"])
+                self._keep(package_id, (record, self.previous.versions(before)), entry)
+                return
+        node = parse_node(data, text, self.where)
+        if node["id"] != package_id:  # its "id" line is not its id: not the usual layout
+            raise Layout
+        known = self.previous.known(package_id) if before is not None else {}
+        known.update(self.journaled.get(package_id, {}))
+        record = package_record(node)
+        self.records[package_id] = (record, None)
+        versions = self.fed[package_id] = {}
+        parsed = 0
+        for version in feeding_versions(node, self.options.max_versions):
+            name = version["version"]
+            keys = known.get(name)
+            if keys is None:
+                keys = self.hasher.version_keys(package_id, version)
+                parsed += 1
+            versions[name] = keys
+        report.versions_fed += len(versions)
+        report.versions_parsed += parsed
+        report.versions_reused += len(versions) - parsed
+        gaps = metadata_gaps(node)
+        report.unfed.update(gaps)
+        facts = PackageFacts(
+            popularity=popularity(record),
+            newest=newest_release(record),
+            claims=claimed_names(node),
+            repository=record["repository"],
+            excluded=excluded(node),
+            names=node_types({key for keys in versions.values() for key in keys}),
+        )
+        self.facts[package_id] = facts
+        self.entries[package_id] = package_entry(text, facts, versions, gaps)
+
+    def _keep(self, package_id: str, value: Any, entry: dict[str, Any]) -> None:
+        """A package whose versions are copied from the input."""
+        self.records[package_id] = value
+        self.entries[package_id] = entry
+        self.facts[package_id] = package_facts(entry, with_names=self.need_names)
+        self.report.versions_fed += entry["fed"]
+        self.report.versions_reused += entry["fed"]
+        self.report.unfed.update(entry["unfed"])
 
 
 def _splice(
@@ -211,30 +305,80 @@ def _entries_bytes(key: str, entries: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({key: entries}, option=INDENT)[1:-2].replace(b"\n", b"\n  ")
 
 
+class _ManagerBlock:
+    """The Manager-only packages' records in the `packages` object. Their ids share the
+    `manager_` prefix, so they are one run in id order: serialised in one go, or copied from
+    the input when what they depend on (the Manager's lists, the registry's repositories)
+    is what it was (`Contribution.fingerprint`)."""
+
+    def __init__(self, previous: Previous, manager: Any) -> None:
+        self.previous = previous
+        self.manager = manager
+        self.ids = sorted(manager.stars)
+        self.placed: dict[str, Any] | None = None  # for the new index: fingerprint and span
+
+    def pieces(self) -> Any:
+        before = self.previous.index["manager_block"]
+        fingerprint = self.manager.fingerprint
+        if fingerprint and before is not None and before["fingerprint"] == fingerprint:
+            lo, hi = before["span"]
+            at = self.previous.packages_at
+            return self.previous.view[at + lo : at + hi]
+        block = self.manager.records()
+        return orjson.dumps(block, option=INDENT).replace(b"\n", b"\n  ")[1 : -len(b"\n  }")]
+
+
 def _packages_section(
-    previous: Previous, records: dict[str, Any], facts: dict[str, dict[str, Any]]
+    previous: Previous,
+    records: dict[str, Any],
+    facts: dict[str, dict[str, Any]],
+    block: _ManagerBlock,
 ) -> list[Any]:
     """The `packages` object, as `files.dumps` writes it, as pieces to join: runs of records
     that were adjacent in the input copied as one slice, the other records serialised
     (`records` maps a package to None, copy it, or to its record and versions bytes). Notes
-    in `facts` where each record lies (relative to the `{`: `line`, `record`, `body`)."""
+    in `facts` where each record lies (relative to the `{`: `line`, `record`, `body`), and in
+    `block.placed` where the Manager's block lies (when a registry id falls among its ids,
+    its records go one by one instead, like the others)."""
+    order: list[Any] = sorted(records)
+    if block.ids:
+        at = bisect.bisect_right(order, block.ids[0])
+        if at == len(order) or order[at] > block.ids[-1]:
+            order.insert(at, None)  # where the block goes
+        else:
+            extra = block.manager.records()
+            records = {**records, **{p: (r, None) for p, r in extra.items()}}
+            facts = {**facts, **{p: {} for p in extra}}  # Manager packs are not in the index
+            order = sorted(records)
     parts: list[Any] = [b"{"]
     offset = 1  # where the next byte goes
     run = -1  # input offset where the current run of copied records starts; -1: none
     shift = 0  # output offset - input offset, within the run
     end = -1  # input offset where the run ends
-    for package_id in sorted(records):
+
+    def separate() -> None:
+        """End the current run of copied records, if any, and put a comma after the last."""
+        nonlocal run, offset
+        if run >= 0:
+            parts.append(previous.view[previous.packages_at + run : previous.packages_at + end])
+            run = -1
+        if len(parts) > 1:
+            parts.append(b",")
+            offset += 1
+
+    for package_id in order:
+        if package_id is None:  # the Manager's block
+            separate()
+            pieces = block.pieces()
+            parts.append(pieces)
+            span = [offset, offset + len(pieces)]
+            block.placed = {"fingerprint": block.manager.fingerprint, "span": span}
+            offset += len(pieces)
+            continue
         value = records[package_id]
         fact = facts[package_id]
-        if value is None and run >= 0 and fact["line"] == end + 1:
-            pass  # continues the run
-        else:
-            if run >= 0:
-                parts.append(previous.view[previous.packages_at + run : previous.packages_at + end])
-                run = -1
-            if len(parts) > 1:
-                parts.append(b",")
-                offset += 1
+        if not (value is None and run >= 0 and fact["line"] == end + 1):  # not a continuation
+            separate()
         if value is None:
             if run < 0:
                 run, shift = fact["line"], offset - fact["line"]
@@ -258,23 +402,26 @@ def _packages_section(
     return parts
 
 
-def _record_bytes(record: dict[str, Any], versions: Any) -> tuple[bytes, int]:
-    """A `packages` record two levels deep, and where its `versions` object starts. `versions`
-    (bytes at that depth) replaces the record's own when given. `versions` sorts last among a
-    record's keys, so the record is its other members, then it."""
-    if versions is None:
-        versions = orjson.dumps(record["versions"], option=INDENT).replace(b"\n", b"\n      ")
-    rest = {k: v for k, v in record.items() if k != "versions"}
+def _record_bytes(record: dict[str, Any], body: Any) -> tuple[bytes, int]:
+    """A `packages` record two levels deep, and where its body starts: its
+    `unavailable_versions` and `versions`, the two keys that sort last among a record's.
+    `body` (those bytes at that depth, from the input) replaces the record's own when given."""
+    if body is None:
+        both = {k: record[k] for k in BODY_KEYS}
+        raw = orjson.dumps(both, option=INDENT).replace(b"\n", b"\n    ")
+        body = raw[len(BODY_LINE) : -len(RECORD_CLOSE)]
+    rest = {k: v for k, v in record.items() if k not in BODY_KEYS}
     head = orjson.dumps(rest, option=INDENT).replace(b"\n", b"\n    ")[: -len(RECORD_CLOSE)]
-    return b"".join((head, VERSIONS_LINE, versions, RECORD_CLOSE)), len(head) + len(VERSIONS_LINE)
+    return b"".join((head, BODY_LINE, body, RECORD_CLOSE)), len(head) + len(BODY_LINE)
 
 
 def _write_document(
-    stats: dict[str, int], mappings: list[Any], packages: list[Any]
+    stats: dict[str, Any], mappings: list[Any], packages: list[Any], aliases: dict[str, str]
 ) -> tuple[list[Any], int, int]:
     """The output (as `files.dumps` would write the document), as pieces, from those of its
     `mappings` and `packages` objects; and where those objects start."""
     document = {**header(), "stats": stats, "mappings": 0, "packages": 1}
+    document["package_aliases"] = aliases
     skeleton = files.dumps(document)
     head, rest = skeleton.split(MAPPINGS_AT + b"0")
     middle, tail = rest.split(PACKAGES_AT + b"1")

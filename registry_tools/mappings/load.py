@@ -1,4 +1,6 @@
-"""Loading and checking a `node_mappings.json` (for `resolve`, `--input` and the notebooks)."""
+"""Loading and checking a `node_mappings.json` (for `resolve`, `--input` and the notebooks):
+every entry needs a package id, a list of versions and a rank, as the consumers require
+(comfydock-core and comfygit-core raise a KeyError on an entry without `rank`)."""
 
 from __future__ import annotations
 
@@ -37,4 +39,10 @@ def mappings_problem(document: Any) -> str | None:
                 and all(isinstance(v, str) for v in entry["versions"])
             ):
                 return f"mapping {key!r} has an entry without package_id/versions"
+            rank = entry.get("rank")
+            if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+                return f"mapping {key!r} has an entry without a rank (1 or more)"
+    aliases = document.get("package_aliases", {})
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        return "'package_aliases' is not an object of id -> id"
     return None

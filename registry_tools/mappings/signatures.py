@@ -26,7 +26,10 @@ MISSING = "missing"  # absent, null or an empty string
 NOT_JSON = "not_json"  # a string that does not parse as JSON
 NOT_OBJECT = "not_object"  # JSON, but not an object
 BAD_SHAPE = "bad_shape"  # an object whose sections or input specs have unexpected shapes
-PROBLEMS = (MISSING, NOT_JSON, NOT_OBJECT, BAD_SHAPE)
+# A lone surrogate (`"\\ud800"`) in an input's name or type (or in a node name): valid JSON
+# that no UTF-8 text can hold, and that the consumers cannot hash (they raise).
+SURROGATE = "surrogate"
+PROBLEMS = (MISSING, NOT_JSON, NOT_OBJECT, BAD_SHAPE, SURROGATE)
 
 
 class SignatureError(ValueError):
@@ -46,7 +49,8 @@ def signature_hash(signature: str) -> str:
     """First 8 hex digits of the SHA-1 of the signature, `_` for the empty signature."""
     if not signature:
         return NO_SIGNATURE
-    return hashlib.sha1(signature.encode("utf-8")).hexdigest()[:8]
+    # surrogatepass: a workflow's odd input name still gets a key (it matches nothing)
+    return hashlib.sha1(signature.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def node_key(node_type: str, signature: str) -> str:
@@ -76,7 +80,12 @@ def registry_signature(input_types: Any) -> str:
             raise SignatureError(BAD_SHAPE, f"{section!r} is a {type(entries).__name__}")
         for name, entry in entries.items():
             inputs[name] = _input_type(name, entry)
-    return canonical(inputs)
+    signature = canonical(inputs)
+    try:
+        signature.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SignatureError(SURROGATE, f"lone surrogate in {ascii(signature):.60}") from None
+    return signature
 
 
 def registry_hash(input_types: Any) -> tuple[str, str | None]:

@@ -36,8 +36,11 @@ from registry_tools.notebooks.parameters import (
 
 KERNEL_NAME = "python3"
 DEFAULT_TIMEOUT = 600.0
+MAX_TIMEOUT = 7 * 24 * 3600.0  # a week: beyond it, timers overflow in the kernel client
 DEFAULT_OUTPUT_DIR = Path("notebook-output")
 BUNDLED_NOTEBOOKS = Path(__file__).resolve().parent / "bundled"
+# Output metadata key under which a step's display carries its one-line summary.
+OUTPUT_METADATA = "registry-tools"
 
 
 class NotebookFailed(UserError):
@@ -46,12 +49,18 @@ class NotebookFailed(UserError):
 
 @dataclass(frozen=True)
 class NotebookRun:
-    """Where one executed notebook went and how its wall time split."""
+    """Where one executed notebook went, how its wall time split, what its steps said."""
 
     name: str
     output: Path
     seconds: float
     kernel_start_seconds: float
+    summaries: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        """`NAME: summary (seconds)`, for a log."""
+        said = "; ".join(self.summaries) or "done"
+        return f"{self.name}: {said} ({self.seconds:.1f} s)"
 
 
 @dataclass
@@ -148,16 +157,23 @@ def strip_outputs(nb: nbformat.NotebookNode) -> bool:
 
 
 def strip_files(names: Iterable[str], write: bool = True) -> list[Path]:
-    """Strip outputs from notebooks (default: the bundled ones); the ones that had any."""
+    """Strip outputs from notebooks (default: the bundled ones); the ones that had any.
+
+    Every notebook that needs stripping is checked writable before the first is written, so
+    a refusal changes nothing.
+    """
     paths = [find_notebook(name) for name in names] or bundled_notebooks()
     dirty = []
     for path in paths:
         nb = read_notebook(path)
         if strip_outputs(nb):
-            dirty.append(path)
-            if write:
-                write_notebook(nb, path)
-    return dirty
+            dirty.append((path, nb))
+    if write:
+        for path, _ in dirty:
+            files.check_output(path, "notebook")
+        for path, nb in dirty:
+            write_notebook(nb, path)
+    return [path for path, _ in dirty]
 
 
 def write_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
@@ -179,6 +195,48 @@ def _kernel_config() -> Any:
 
     policy = "auto" if zmq.has("curve") else "disabled"
     return Config({"KernelManager": {"transport_encryption": policy}})
+
+
+def check_timeout(timeout: float) -> float:
+    """Seconds allowed per cell: a number above 0, at most `MAX_TIMEOUT`."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise UserError(f"--timeout expects a number of seconds, got {timeout!r}")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise UserError(f"--timeout {timeout:g}: must be above 0 and at most {MAX_TIMEOUT:g} s")
+    return float(timeout)
+
+
+def check_output_path(path: Path, what: str, source: Path | None = None) -> Path:
+    """Refuse, before anything is created, an output inside the bundled notebooks or equal to
+    its source notebook; then create its directory and check it as any output."""
+    path = Path(path).absolute()
+    files.check_name(path, what)
+    if _inside_bundled(path):
+        raise UserError(
+            f"{what} {path}: is inside the bundled notebooks ({BUNDLED_NOTEBOOKS}), which it "
+            "would overwrite; choose another directory"
+        )
+    files.make_directory(path.parent, what)
+    files.check_output(path, what, inputs=[source])
+    return path
+
+
+def _inside_bundled(path: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(BUNDLED_NOTEBOOKS)
+    except OSError:
+        return False
+
+
+def summaries(nb: nbformat.NotebookNode) -> tuple[str, ...]:
+    """The one-line summaries the steps left in an executed notebook's outputs."""
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            said = output.get("metadata", {}).get(OUTPUT_METADATA, {}).get("summary")
+            if isinstance(said, str):
+                found.append(said)
+    return tuple(found)
 
 
 def _where(cell_index: int) -> str:
@@ -212,16 +270,27 @@ def execute_notebook(
     The executed notebook is written even when a cell fails, so its traceback can be read;
     the failure is then raised as one `NotebookFailed` line naming notebook and cell.
     """
-    source, output = Path(source), Path(output).resolve()
-    files.check_output(output, "--output")
+    source = Path(source)
+    timeout = check_timeout(timeout)
     nb = read_notebook(source)
     defaults = notebook_parameters(nb, source.name)
     params = check_parameters(params or {}, defaults, f"notebook {source.name}")
-    if "output_dir" in defaults and "output_dir" not in params:
-        params["output_dir"] = str(output.parent)
+    output = check_output_path(output, "--output", source)
+    if "output_dir" in defaults:
+        params.setdefault("output_dir", str(output.parent))
+        _check_output_dir(output.parent / Path(params["output_dir"]).expanduser())
     inject_parameters(nb, params, source.name)
     strip_outputs(nb)
     return _execute(nb, source.name, output, timeout, kernel_name)
+
+
+def _check_output_dir(directory: Path) -> None:
+    """`-p output_dir` must not put data files among the bundled notebooks either."""
+    if _inside_bundled(directory):
+        raise UserError(
+            f"parameter 'output_dir' {directory}: is inside the bundled notebooks "
+            f"({BUNDLED_NOTEBOOKS}); choose another directory"
+        )
 
 
 def _execute(
@@ -238,7 +307,8 @@ def _execute(
         nb,
         config=_kernel_config(),
         kernel_name=kernel_name,
-        timeout=timeout,
+        timeout=None,
+        timeout_func=lambda _cell: timeout,  # the `timeout` trait takes only whole seconds
         shutdown_kernel="immediate",  # the kernel is thrown away; a graceful stop costs ~0.7 s
         resources={"metadata": {"path": str(output.parent)}},
         on_notebook_start=tracker.on_notebook_start,
@@ -266,7 +336,7 @@ def _execute(
     if failure:
         raise NotebookFailed(f"notebook {name}: {failure} (executed notebook: {output})")
     ready = tracker.ready_at if tracker.ready_at is not None else started
-    return NotebookRun(name, output, finished - started, ready - started)
+    return NotebookRun(name, output, finished - started, ready - started, summaries(nb))
 
 
 def run_notebook(
@@ -281,7 +351,6 @@ def run_notebook(
     defaults = notebook_parameters(read_notebook(source), source.name)
     params = parse_cli_parameters(cli_params, defaults, f"notebook {source.name}")
     output = Path(output) if output else DEFAULT_OUTPUT_DIR / source.name
-    output.parent.mkdir(parents=True, exist_ok=True)
     return execute_notebook(source, output, params, timeout=timeout)
 
 
@@ -299,17 +368,19 @@ def run_all(
     and is passed to every notebook that declares it; all values are checked before the
     first kernel starts.
     """
+    timeout = check_timeout(timeout)
     plans = _plan(bundled_notebooks(), list(cli_params))
-    output_dir = Path(output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    result = RunAllResult(output_dir)
+    output_dir = Path(output_dir).absolute()
+    for source, _ in plans:  # every output is checked before the first kernel starts
+        check_output_path(output_dir / source.name, "--output-dir", source)
+    result = RunAllResult(output_dir.resolve())
     for source, params in plans:
         if log:
             log(f"running {source.name} ...")
         run = execute_notebook(source, output_dir / source.name, params, timeout=timeout)
         result.runs.append(run)
         if log:
-            log(f"{source.name}: done in {run.seconds:.1f} s")
+            log(run.line())
     return result
 
 

@@ -32,12 +32,14 @@ def node_types_per_package(mappings: dict[str, Any]) -> dict[str, int]:
 
 
 def signatures_per_node_type(mappings: dict[str, Any]) -> dict[str, int]:
-    """{node type: distinct keys (input signatures, `_` included) seen for it}."""
-    counts: dict[str, int] = {}
+    """{node type: distinct input signatures seen for it}. Since every type has a `Type::_`
+    entry (the consumers' fall-back, listing every provider), `_` counts as a signature only
+    for a type that has no other: one whose nodes take no inputs."""
+    keys: dict[str, set[str]] = {}
     for key in mappings["mappings"]:
-        node_type = split_key(key)[0]
-        counts[node_type] = counts.get(node_type, 0) + 1
-    return dict(sorted(counts.items()))
+        node_type, digest = split_key(key)
+        keys.setdefault(node_type, set()).add(digest)
+    return {t: len(d - {"_"}) or 1 for t, d in sorted(keys.items())}
 
 
 def collisions(mappings: dict[str, Any]) -> dict[str, list[str]]:
@@ -74,3 +76,45 @@ def metadata_share(cache: dict[str, Any]) -> MetadataShare:
 
 def _id(node: dict[str, Any]) -> str:
     return node["id"]
+
+
+def node_rows(cache: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per package of a cache, for exploration (a DataFrame in the notebooks)."""
+    return [
+        {
+            "id": node["id"],
+            "name": node.get("name"),
+            "publisher": (node.get("publisher") or {}).get("id"),
+            "status": node.get("status"),
+            "downloads": node.get("downloads"),
+            "github_stars": node.get("github_stars"),
+            "latest_version": (node.get("latest_version") or {}).get("version"),
+            "versions": len(node.get("versions_list") or []),
+            "fully_cached": node.get("fully_cached"),
+        }
+        for node in sorted(cache["nodes"], key=_id)
+    ]
+
+
+def version_rows(cache: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per version of a cache: status, flags and what its metadata holds."""
+    rows = []
+    for node in sorted(cache["nodes"], key=_id):
+        for version in node.get("versions_list") or []:
+            nodes = version.get("comfy_nodes")
+            rows.append(
+                {
+                    "node_id": node["id"],
+                    "version": version.get("version"),
+                    "status": version.get("status"),
+                    "deprecated": version.get("deprecated"),
+                    "created_at": version.get("createdAt"),
+                    "has_download_url": bool(
+                        version.get("download_url") or version.get("downloadUrl")
+                    ),
+                    "metadata_cached": version.get("metadata_cached"),
+                    "metadata_pending": version.get("metadata_pending"),
+                    "comfy_nodes": len(nodes) if isinstance(nodes, list) else None,
+                }
+            )
+    return rows

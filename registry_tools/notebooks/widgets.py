@@ -1,6 +1,6 @@
-"""The notebooks' control panel: sliders built from the parameters, a Run button, progress.
+"""Progress bars for the notebooks, and running a step in a worker thread that an interrupt stops.
 
-Two ways a notebook runs:
+Two ways a notebook runs (the control panel, `panel.py`, does the same in both):
 - headless (nbclient, papermill, `registry-tools notebook run`): nobody can click, so showing
   the panel runs the step at once with the parameter values and its results become ordinary
   cell outputs, readable in any static rendering of the executed notebook;
@@ -12,33 +12,29 @@ it starts; `REGISTRY_TOOLS_HEADLESS=1` or `=0` overrides that (the headless runn
 
 The step runs in a worker thread (its own asyncio loop, free of the kernel's); the worker only
 queues progress events, and the thread that owns the widgets applies them while it waits, so
-widgets are never touched from two threads.
+widgets are never touched from two threads. An interrupt of the kernel (Kernel > Interrupt,
+or nbclient's cell timeout) stops the worker (`cancel.Cancellation`) instead of leaving it to
+finish in the background: as a KeyboardInterrupt in that waiting thread when it is the main
+one, through `cancel.interruptible` when it is a kernel subshell's (a Run click in
+JupyterLab 4.6).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import queue
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import ipywidgets as w
-from IPython.display import display
 
-from registry_tools.errors import UserError
-from registry_tools.replay.cassettes import RECORD_MODES
+from registry_tools.notebooks.cancel import Cancellation, Interrupted, interruptible
 
 HEADLESS_ENV = "REGISTRY_TOOLS_HEADLESS"  # the headless runner sets "1" for its kernels
-# Slider bounds per parameter; a default outside them widens the slider to include it.
-SLIDERS = {
-    "concurrency": (1, 64),
-    "max_versions": (-1, 50),
-    "nodes_per_page": (1, 100),
-    "pages": (0, 50),
-}
 PUMP_SECONDS = 0.05
+STOP_SECONDS = 10.0  # how long an interrupted run may take to stop before we stop waiting
 
 T = TypeVar("T")
 
@@ -72,6 +68,7 @@ class WidgetReporter:
         self._events: queue.SimpleQueue[tuple[str, str, int]] = queue.SimpleQueue()
         self._bars: dict[str, tuple[w.IntProgress, w.Label]] = {}
         self._status: dict[str, str] = {}  # written by the worker, read when pumping
+        self._frozen = False
         self.widget = w.VBox()
         for phase in phases:
             self._bar(phase)
@@ -94,6 +91,7 @@ class WidgetReporter:
 
     def reset(self) -> None:
         """Empty every bar before a new run."""
+        self._frozen = False
         for bar, label in self._bars.values():
             bar.value, bar.max, bar.bar_style = 0, 1, ""
             label.value = "waiting"
@@ -105,7 +103,8 @@ class WidgetReporter:
                 kind, phase, n = self._events.get_nowait()
             except queue.Empty:
                 return
-            self._apply(kind, phase, n)
+            if not self._frozen:
+                self._apply(kind, phase, n)
 
     def _apply(self, kind: str, phase: str, n: int) -> None:
         bar, label = self._bar(phase)
@@ -121,6 +120,18 @@ class WidgetReporter:
         label.value = f"{bar.value}/{bar.max}" + (" done" if kind == "finish" else "")
         label.value += f" ({status})" if status else ""
 
+    def interrupted(self) -> None:
+        """Mark the bars that had not finished and stop following the run (call from the
+        widgets' thread). Events queued from now on are dropped: the tasks being cancelled
+        still report their end, which would fill the bars."""
+        if self._frozen:
+            return
+        self._frozen = True
+        for bar, label in self._bars.values():
+            if bar.bar_style != "success":
+                bar.bar_style = "danger"
+                label.value = f"{bar.value}/{bar.max} interrupted"
+
     def _bar(self, phase: str) -> tuple[w.IntProgress, w.Label]:
         if phase not in self._bars:
             bar = w.IntProgress(value=0, min=0, max=1, description=phase)
@@ -132,105 +143,67 @@ class WidgetReporter:
         return self._bars[phase]
 
 
-def run_with_progress(job: Callable[[], T], reporter: WidgetReporter) -> T:
-    """Run `job` in a worker thread, applying its progress events here until it ends."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="registry-step") as pool:
-        future = pool.submit(job)
-        while not future.done():
-            reporter.pump()
-            concurrent.futures.wait([future], timeout=PUMP_SECONDS)
-        reporter.pump()
-        return future.result()
+def run_with_progress(
+    job: Callable[[], T], reporter: WidgetReporter, cancellation: Cancellation | None = None
+) -> T:
+    """Run `job` in a worker thread, applying its progress events here until it ends.
 
-
-class ControlPanel:
-    """Sliders and a record-mode selector built from `params`, a Run button, progress, results.
-
-    `params` is a dataclass of the notebook's parameters; `step(params, reporter)` does the
-    work and returns an `Outcome`, and `step.phases` (if any) names the progress bars to
-    draw up front. Only the fields the panel knows get a control; the others pass through.
+    An interrupt cancels the job: as a KeyboardInterrupt while this thread waits (then it
+    waits at most `STOP_SECONDS` more for the job to stop; a second interrupt stops the
+    waiting at once), or through `cancel.interruptible` when this is not the main thread.
+    Either way `Interrupted` is raised.
     """
+    cancellation = cancellation or Cancellation()
 
-    def __init__(self, step: Callable[[Any, WidgetReporter], Outcome], params: Any) -> None:
-        self.step = step
-        self.params = params
-        self.result: Outcome | None = None
-        self.controls = _controls(params)
-        self.button = w.Button(description="Run", button_style="primary", icon="play")
-        self.button.add_class("registry-run")
-        self.button.on_click(self._clicked)
-        self.reporter = WidgetReporter(getattr(step, "phases", ()))
-        self.results = w.Output()
-        self.results.add_class("registry-results")
-        self.widget = w.VBox(
-            [
-                w.HBox([*self.controls.values(), self.button], layout=w.Layout(flex_flow="wrap")),
-                self.reporter.widget,
-                self.results,
-            ]
-        )
+    def under_cancellation() -> T:
+        with cancellation.active():
+            return job()
 
-    def values(self) -> Any:
-        """The parameters with the controls' current values."""
-        return dataclasses.replace(
-            self.params, **{name: control.value for name, control in self.controls.items()}
-        )
-
-    def show(self, headless: bool | None = None) -> None:
-        """Display the panel; headless, also run now and fail the cell if the step failed.
-
-        Returns nothing, so a notebook cell ending in `panel.show()` echoes nothing; the
-        outcome is `panel.result`.
-        """
-        display(self.widget)
-        if not (is_headless() if headless is None else headless):
-            return
-        result = self.run()
-        result.show()
-        if not result.ok:
-            raise UserError(result.problem())
-
-    def run(self) -> Outcome:
-        """Run the step once with the controls' values, with live progress."""
-        self.button.disabled = True
-        self.reporter.reset()
-        params = self.values()
-        try:
-            self.result = run_with_progress(lambda: self.step(params, self.reporter), self.reporter)
-        finally:
-            self.button.disabled = False
-        return self.result
-
-    def _clicked(self, _button: w.Button) -> None:
-        """Run button: results (or the error) go to the results area, never to the log."""
-        self.results.clear_output()
-        with self.results:
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="registry-step")
+    try:
+        with interruptible(cancellation):
+            future = pool.submit(under_cancellation)
             try:
-                self.run().show()
-            except UserError as exc:
-                print(f"error: {exc}")
+                _wait(future, reporter, cancellation, None)
+            except KeyboardInterrupt:
+                cancellation.cancel()
+                reporter.interrupted()
+                stopped = _wait(future, reporter, cancellation, STOP_SECONDS)
+                raise _interrupted(reporter, stopped) from None
+        reporter.pump()
+        failure = future.exception()
+        if isinstance(failure, KeyboardInterrupt) or (cancellation.cancelled and failure):
+            raise _interrupted(reporter, True) from None
+        return future.result()
+    finally:
+        pool.shutdown(wait=False)
 
 
-def _controls(params: Any) -> dict[str, w.ValueWidget]:
-    controls: dict[str, w.ValueWidget] = {}
-    for name, (low, high) in SLIDERS.items():
-        if hasattr(params, name):
-            value = getattr(params, name)
-            controls[name] = w.IntSlider(
-                value=value,
-                min=min(low, value),
-                max=max(high, value),
-                description=name,
-                continuous_update=False,
-                style={"description_width": "initial"},
-            )
-            controls[name].add_class(f"registry-{name.replace('_', '-')}")
-    if hasattr(params, "record_mode"):
-        options = list(dict.fromkeys([*RECORD_MODES, params.record_mode]))
-        controls["record_mode"] = w.Dropdown(
-            options=options,
-            value=params.record_mode,
-            description="record_mode",
-            style={"description_width": "initial"},
-        )
-    return controls
+def _interrupted(reporter: WidgetReporter, stopped: bool) -> Interrupted:
+    reporter.interrupted()
+    return Interrupted(
+        "the run stopped; its output was not written (the journal beside it keeps what was "
+        "fetched, for the next run) and cassettes being recorded were not kept"
+        if stopped
+        else f"the run did not stop within {STOP_SECONDS:g} s; it stops at its next request, "
+        "in the background"
+    )
+
+
+def _wait(
+    future: concurrent.futures.Future,
+    reporter: WidgetReporter,
+    cancellation: Cancellation,
+    limit: float | None,
+) -> bool:
+    """Pump progress until `future` is done (True) or `limit` seconds passed (False)."""
+    deadline = None if limit is None else time.monotonic() + limit
+    while True:
+        if cancellation.cancelled:  # also when a signal handler cancelled it
+            reporter.interrupted()
+        reporter.pump()
+        if future.done():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        concurrent.futures.wait([future], timeout=PUMP_SECONDS)

@@ -104,12 +104,17 @@ class Emulator:
         behaviour: Behaviour | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if behaviour is not None and not isinstance(behaviour, Behaviour):
+            raise UserError(f"behaviour must be a Behaviour, got {type(behaviour).__name__}")
+        if clock is not None and not callable(clock):
+            raise UserError("clock must be a function returning seconds")
+        share = missing_download_rate
+        if isinstance(share, bool) or not (isinstance(share, int | float) and 0 <= share <= 1):
+            raise UserError(f"missing_download_rate must be from 0 to 1, got {share!r}")
         if not isinstance(cache, dict):
             cache = cache_file.load_cache(Path(cache), "--cache")
         elif problem := cache_file.cache_problem(cache):
             raise ValueError(f"not a registry cache: {problem}")
-        if behaviour is not None and not isinstance(behaviour, Behaviour):
-            raise UserError(f"behaviour must be a Behaviour, got {type(behaviour).__name__}")
         self.faults = faults or Faults()
         self.behaviour = behaviour or Behaviour()
         self.clock = clock or time.monotonic
@@ -149,6 +154,10 @@ class Emulator:
                 self._bucket.refill()
         return changes
 
+    def _admitted(self, arrival: float) -> bool:
+        with self._lock:  # `advance` refills the bucket from another thread
+            return self._bucket is None or self._bucket.admit(arrival)
+
     def app(self) -> web.Application:
         application = web.Application(client_max_size=16 * 2**20)
         application.router.add_route("*", "/{tail:.*}", self._handle)
@@ -166,7 +175,7 @@ class Emulator:
         body = await request.read() if request.method == "POST" else b""
         self.counters.requests += 1
         self.counters.by_kind[kind] += 1
-        if self._bucket is not None and not self._bucket.admit(arrival):
+        if self._bucket is not None and not self._admitted(arrival):
             self.counters.rate_limited += 1
             return self._respond(429, *self._rate_limited())
         if self.faults.latency_ms:

@@ -52,11 +52,6 @@ class Faults:
             self.rate_truncate,
         )
 
-    @property
-    def any(self) -> bool:
-        """Whether any fault or latency is configured."""
-        return bool(self.latency_ms or sum(self._rates()))
-
     def pick(self, key: str, occurrence: int) -> str | None:
         """The fault for the `occurrence`-th request with this key, before the streak cap."""
         draw = unit(self.seed, key, occurrence)

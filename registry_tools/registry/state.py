@@ -100,8 +100,11 @@ class Package:
 
     def latest(self) -> str:
         """The version `/install` gives without `?version=`: latest_version, else the newest."""
-        latest = (self.server.get("latest_version") or {}).get("version")
-        return latest or (self.versions[0]["version"] if self.versions else "")
+        latest = self.server.get("latest_version")
+        named = latest.get("version") if isinstance(latest, dict) else None
+        if isinstance(named, str) and named:
+            return named
+        return self.versions[0]["version"] if self.versions else ""
 
     def updated(self) -> datetime | None:
         """When it was created or last updated, for the `timestamp` filter."""
@@ -204,7 +207,7 @@ class Registry:
                 if extraction.state != SUCCESS:
                     continue
                 for comfy in extraction.nodes or ():
-                    name = comfy.get("comfy_node_name")
+                    name = comfy.get("comfy_node_name") if isinstance(comfy, dict) else None
                     if isinstance(name, str):
                         found.setdefault(name, set()).add(node_id)
             self._providers = (self.revision, {k: sorted(v) for k, v in found.items()})

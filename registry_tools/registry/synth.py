@@ -4,14 +4,18 @@
 no global state), and reproduces the awkward parts of the real registry that broke the
 reference scripts: heavy-tailed version counts, `1.10.0` next to `1.9.0`, pre-releases,
 non-semver strings, backports published after a newer major, Go timestamps with a varying
-number of fractional digits, banned nodes, missing download URLs, comfy-node names provided by
-several packages, metadata spanning several pages and malformed `input_types`.
+number of fractional digits, banned and deleted packages, every version status, pending and
+failed extractions, missing download URLs (often on pre-releases), comfy-node names provided
+by several packages and claimed by one, policies, metadata spanning several pages and
+malformed `input_types`. `synth_states` says what of the metadata the cache keeps.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +23,11 @@ from registry_tools import clock
 from registry_tools.errors import UserError
 from registry_tools.fetch import cache_file
 from registry_tools.registry.synth_comfy import attach_comfy_nodes, random_input_types
+from registry_tools.registry.synth_states import (
+    choose_preemptions,
+    search_ranking,
+    settle_extraction,
+)
 from registry_tools.registry.synth_tables import (
     ACCELERATORS,
     AUTHORS,
@@ -29,6 +38,7 @@ from registry_tools.registry.synth_tables import (
     LICENSES,
     MAX_NODES,
     NON_SEMVER,
+    NON_STRICT_WITHOUT_URL,
     OS,
     PRE_RELEASES,
     RARE_STATUSES,
@@ -45,20 +55,26 @@ from registry_tools.registry.synth_tables import (
 
 # Versions whose comfy nodes count towards the registry's "~150,000 metadata entries".
 NEWEST_WITH_METADATA = 10
+STRICT_RELEASE = re.compile(r"^\d+\.\d+\.\d+$")
 
 
-def generate(nodes: int, seed: int) -> dict[str, Any]:
-    """A complete cache document with `nodes` packages; identical for identical arguments."""
+def generate(nodes: int, seed: int, *, ideal: bool = False) -> dict[str, Any]:
+    """A complete cache document with `nodes` packages; identical for identical arguments.
+
+    `ideal=True`: the same registry with every extraction finished and every version's
+    metadata kept (see `synth_states`)."""
     for name, value in (("nodes", nodes), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"synth: {name} must be an integer, got {value!r}")
     if not 1 <= nodes <= MAX_NODES:
         raise UserError(f"synth: nodes must be from 1 to {MAX_NODES:,}, got {nodes:,}")
+    if not isinstance(ideal, bool):
+        raise UserError(f"synth: ideal must be true or false, got {ideal!r}")
     rng = random.Random(seed)
     packages = _packages(rng, nodes)
     shared_specs = {name: random_input_types(rng) for name in SHARED_NAMES}
     fetched_at = clock.iso()  # one "fetch" time for every node, even if the clock ticks
-    built = [_node(rng, package, shared_specs, fetched_at) for package in packages]
+    built = [_node(rng, package, shared_specs, fetched_at, ideal) for package in packages]
     return cache_file.build_cache(built)
 
 
@@ -69,8 +85,14 @@ def summary(cache: dict[str, Any]) -> str:
         for node in cache["nodes"]
         for version in node.get("versions_list", [])[:NEWEST_WITH_METADATA]
     )
+    waiting = Counter(
+        version.get("metadata_pending")
+        for node in cache["nodes"]
+        for version in node.get("versions_list", [])
+    )
     return (
-        f"{cache['node_count']} nodes, {cache['versions_processed']} versions, "
+        f"{cache['node_count']} nodes, {cache['versions_processed']} versions "
+        f"({waiting['pending']} with extraction pending, {waiting['failed']} failed), "
         f"{cache['metadata_entries']} comfy nodes ({newest} in the newest "
         f"{NEWEST_WITH_METADATA} versions of each node)"
     )
@@ -98,6 +120,7 @@ def _packages(rng: random.Random, count: int) -> list[Package]:
     for name in SHARED_NAMES[: max(1, count // 30)]:
         for package in rng.sample(packages, min(count, rng.randint(2, 5))):
             package.shared_names.append(name)
+    choose_preemptions(rng, packages)
     return packages
 
 
@@ -127,13 +150,20 @@ def _heavy_int(rng: random.Random, scale: float, alpha: float, cap: int) -> int:
 
 
 def _node(
-    rng: random.Random, package: Package, shared_specs: dict[str, str], fetched_at: str
+    rng: random.Random,
+    package: Package,
+    shared_specs: dict[str, str],
+    fetched_at: str,
+    ideal: bool,
 ) -> dict[str, Any]:
     """One cache node: the server's Node fields plus this project's local keys."""
     created = EPOCH + timedelta(days=rng.uniform(0, SPAN_DAYS * 0.6))
-    versions = cache_file.sort_versions(_versions(rng, package, created))
+    uploaded = _versions(rng, package, created)
+    versions = cache_file.sort_versions(uploaded)
     attach_comfy_nodes(rng, package, versions, shared_specs)
-    latest = _latest(versions)
+    settle_extraction(rng, versions, ideal)
+    latest = _latest(uploaded[-1]) if uploaded else None
+    downloads = _heavy_int(rng, 40, 0.9, 5_000_000)
     node: dict[str, Any] = {
         "id": package.node_id,
         "name": _display_name(rng, package.words),
@@ -144,10 +174,12 @@ def _node(
         "repository": _repository(rng, package),
         "tags": sorted(rng.sample(TAGS, rng.choice((0, 0, 1, 2, 3)))),
         "rating": round(rng.uniform(3, 5), 1) if rng.random() < 0.2 else 0,
-        "downloads": _heavy_int(rng, 40, 0.9, 5_000_000),
+        "downloads": downloads,
         "github_stars": 0 if rng.random() < 0.15 else _heavy_int(rng, 8, 0.8, 90_000),
         "publisher": {"id": package.author.lower(), "name": package.author},
         "status": _node_status(package),
+        "preempted_comfy_node_names": sorted(package.preempted),
+        "search_ranking": search_ranking(downloads),
         "category": rng.choice(CATEGORIES),
         "created_at": _go_time(rng, created),
         "fully_cached": True,
@@ -157,6 +189,8 @@ def _node(
     }
     if latest:
         node["latest_version"] = latest
+        for key in ("supported_os", "supported_accelerators", "supported_comfyui_version"):
+            node[key] = latest[key]
     if package.banned:
         node["versions_unavailable"] = "banned"
     elif package.deleted:
@@ -203,13 +237,11 @@ def _repository(rng: random.Random, package: Package) -> str:
     return url
 
 
-def _latest(versions: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The server's latest_version: the newest non-deprecated version, as the API sends it."""
-    if not versions:
-        return None
-    newest = next((v for v in versions if not v["deprecated"]), versions[0])
-    server = {k: v for k, v in newest.items() if k not in cache_file.VERSION_LOCAL_KEYS}
-    del server["download_url"]
+def _latest(uploaded_last: dict[str, Any]) -> dict[str, Any]:
+    """The server's latest_version: the most recently uploaded version of any status (a
+    backport or a pre-release as often as not), as the listing sends it."""
+    local = (*cache_file.VERSION_LOCAL_KEYS, "metadata_pending", "download_url")
+    server = {k: v for k, v in uploaded_last.items() if k not in local}
     server["downloadUrl"] = ""  # the listing's latest_version never carries the URL
     return server
 
@@ -263,17 +295,19 @@ def _versions(rng: random.Random, package: Package, created: datetime) -> list[d
 
 def _version(rng: random.Random, package: Package, version: str, when: datetime) -> dict[str, Any]:
     status, reason = "NodeVersionStatusActive", ""
-    if rng.random() < 0.015:
+    if rng.random() < 0.02:
         status, reason = rng.choice(RARE_STATUSES)
+    url = f"https://cdn.comfy.org/{package.author.lower()}/{package.node_id}/{version}/node.zip"
+    missing = rng.random() < 0.01
+    if rng.random() < NON_STRICT_WITHOUT_URL and not STRICT_RELEASE.match(version):
+        missing = True
     return {
         "version": version,
         "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "createdAt": _go_time(rng, when),
         "changelog": rng.choice(("", "Bug fixes.", "New nodes.", "修复错误 🐛", "Perf ⚡")),
         "dependencies": rng.sample(DEPENDENCIES, rng.choice((0, 0, 1, 2, 3, 5))),
-        "download_url": None
-        if rng.random() < 0.01
-        else f"https://cdn.comfy.org/{package.author.lower()}/{package.node_id}/{version}/node.zip",
+        "download_url": None if missing else url,
         "deprecated": rng.random() < 0.07,
         "status": status,
         "status_reason": reason,
@@ -281,7 +315,6 @@ def _version(rng: random.Random, package: Package, version: str, when: datetime)
         "supported_os": sorted(rng.sample(OS, rng.choice((0, 0, 0, 1, 3)))),
         "supported_accelerators": sorted(rng.sample(ACCELERATORS, rng.choice((0, 0, 1, 2)))),
         "supported_comfyui_version": rng.choice(("", "", ">=0.3.0", ">=0.2.0,<1.0")),
-        "metadata_cached": True,
     }
 
 

@@ -15,6 +15,7 @@ from registry_tools.registry.synth_tables import (
     COMBOS,
     HIDDEN,
     NOUNS,
+    POLICIES,
     TENSOR_TYPES,
     UNICODE_NAMES,
     VERBS,
@@ -30,7 +31,7 @@ def attach_comfy_nodes(
     versions: list[dict[str, Any]],
     shared_specs: dict[str, str],
 ) -> None:
-    """Give every version (newest first) its comfy nodes; ~10% have none (a 404 upstream).
+    """Give every version (newest first) its comfy nodes; ~10% have none (extracted, empty).
 
     Older versions offer a prefix of the newest catalogue, and some nodes changed their
     inputs at some version, so consecutive versions mostly share names.
@@ -99,7 +100,12 @@ def _comfy_node(
         "function": rng.choice(("execute", "run", "process", "apply", "doit", "main")),
         "deprecated": rng.random() < 0.02,
         "experimental": rng.random() < 0.04,
+        "policy": _policy(rng.random()),
     }
+
+
+def _policy(draw: float) -> str:
+    return next(policy for bound, policy in POLICIES if draw < bound)
 
 
 def _json_list(items: list[str]) -> str:

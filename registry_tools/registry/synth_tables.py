@@ -13,9 +13,9 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
-# The most packages `generate` makes: about five times the real registry (about 5,100 in 2026);
-# more would take minutes and gigabytes for no test or benchmark that needs it.
-MAX_NODES = 25_000
+# The most packages `generate` makes: about twice the real registry (about 5,100 in 2026). At
+# 10,000 the cache is about 440 MB and generating it takes about 1.3 GB of memory (bench/synth.md).
+MAX_NODES = 10_000
 EPOCH = datetime(2023, 6, 1, tzinfo=UTC)
 SPAN_DAYS = 820
 
@@ -100,6 +100,22 @@ RARE_STATUSES = (
     ("NodeVersionStatusBanned", "malicious code detected"),
     ("NodeVersionStatusDeleted", "removed by the publisher"),
     ("NodeVersionStatusFlagged", "suspicious pip dependency"),
+    ("NodeVersionStatusPending", "awaiting review"),
+)
+# Extraction: a package's newest version is pending more often than its older ones (the
+# backlog); `Behaviour.pending_share` adds the serve-time share on top of these.
+EXTRACTION_PENDING_NEWEST = 0.06
+EXTRACTION_PENDING_OLDER = 0.02
+EXTRACTION_FAILED = 0.01
+# Versions whose string is not x.y.z (pre-releases, odd strings) that have no download URL.
+NON_STRICT_WITHOUT_URL = 0.3
+# Shared comfy-node names one of their providers claims (preempted_comfy_node_names).
+PREEMPT_SHARE = 0.6
+# Comfy-node policies, as (cumulative share, policy).
+POLICIES = (
+    (0.97, "ComfyNodePolicyActive"),
+    (0.99, "ComfyNodePolicyLocalOnly"),
+    (1.0, "ComfyNodePolicyBanned"),
 )
 OS = ("linux", "windows", "macos")
 ACCELERATORS = ("cuda", "rocm", "mps", "cpu", "xpu")
@@ -156,3 +172,4 @@ class Package:
     banned: bool = False
     deleted: bool = False
     shared_names: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)

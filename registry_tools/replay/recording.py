@@ -16,6 +16,7 @@ the same fetch options record a real registry instead.
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -96,7 +97,7 @@ def record_dataset(
     concurrency: int = 8,
 ) -> RunSummary:
     """Record `cassettes/<name>/` (or `directory`) from the emulator, or from `base_url`."""
-    directory = Path(directory) if directory is not None else Path("cassettes") / name
+    directory = dataset_directory(name, directory)
     if base_url is None:
         recipe = _recipe(name)
         return _record_synthetic(name, recipe, directory, concurrency)
@@ -107,6 +108,34 @@ def record_dataset(
         )
     dataset = {"name": name, "source": base_url, "fetch": asdict(Fetch())}
     return _record(dataset, directory, base_url, Fetch(), concurrency, backoff=0.5)
+
+
+_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def dataset_directory(name: str, directory: Path | None = None) -> Path:
+    """Where `record_dataset(name, directory)` writes: `directory`, else `cassettes/<name>`.
+
+    A name that would leave `cassettes/` (`../x`, `/abs`) is refused, and so is any target
+    inside an installed (non-editable) registry-tools: a recording never goes into
+    site-packages. In a source checkout `cassettes/sample` is the bundled set, re-recorded in
+    place on purpose.
+    """
+    if not isinstance(name, str) or not _DATASET_NAME.fullmatch(name):
+        raise UserError(
+            f"--dataset {name!r}: a data set name is letters, digits, '.', '_' and '-' "
+            "(it names the directory cassettes/<dataset>)"
+        )
+    target = Path(directory) if directory is not None else Path("cassettes") / name
+    resolved = target.resolve()
+    checkout = (_PACKAGE.parent / "pyproject.toml").is_file()
+    if not checkout and (resolved == _PACKAGE or _PACKAGE in resolved.parents):
+        raise UserError(
+            f"--cassette-dir {target}: inside the installed registry-tools package "
+            f"({_PACKAGE}); record into a directory of your own"
+        )
+    return target
 
 
 # Options that change which requests a phase makes: replay must use the recorded values.
@@ -120,14 +149,25 @@ REPLAY_BACKOFF = 0.01
 
 
 def recorded_fetch(directory: Path) -> dict[str, Any]:
-    """The fetch options a cassette set was recorded with (empty if the manifest has none),
-    checked: a hand-edited manifest (`"max_versions": "5"`) is a one-line error here, not a
-    TypeError later."""
-    fetch = read_manifest(directory)["dataset"].get("fetch", {})
-    where = f"cassette manifest {Path(directory) / 'manifest.json'}: dataset.fetch"
+    """The fetch options a cassette set was recorded with (empty if the manifest has none):
+    its data set's, else those its last recording of each phase noted in the manifest's
+    `fetch` (the notebooks note them: a set they record grows one phase at a time). Checked:
+    a hand-edited manifest (`"max_versions": "5"`) is a one-line error here, not a TypeError
+    later."""
+    manifest = read_manifest(directory)
+    where = f"cassette manifest {Path(directory) / 'manifest.json'}"
+    merged: dict[str, Any] = {}
+    for key, fetch in (("fetch", manifest.get("fetch", {})),
+                       ("dataset.fetch", manifest["dataset"].get("fetch", {}))):  # fmt: skip
+        _check_fetch(f"{where}: {key}", fetch)
+        merged.update(fetch)
+    return merged
+
+
+def _check_fetch(where: str, fetch: Any) -> None:
     if not isinstance(fetch, dict):
         raise UserError(f"{where} is not an object")
-    known = {f.name: f for f in fields(Fetch)}
+    known = {f.name for f in fields(Fetch)}
     for name, value in fetch.items():
         if name not in known:
             raise UserError(f"{where}.{name}: not a fetch option ({', '.join(sorted(known))})")
@@ -136,7 +176,6 @@ def recorded_fetch(directory: Path) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low or value == 0:
             raise UserError(f"{where}.{name} is {value!r}, expected an integer of at least {low}")
-    return dict(fetch)
 
 
 def replay_defaults(directory: Path) -> dict[str, Any]:

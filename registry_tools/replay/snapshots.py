@@ -1,121 +1,77 @@
-"""JSON snapshots for the pytest plugin: canonical files under `__snapshots__/`, updated with
-`--snapshot-update`, unused ones reported."""
+"""JSON snapshots for the pytest plugin: `assert registry_snapshot == value`.
+
+A snapshot is one canonical JSON file (sorted keys, two-space indent, UTF-8, what
+`files.dumps` writes) in `__registry_snapshots__/<test module>/`, next to the test file. The
+directory is deliberately not `__snapshots__/`: syrupy owns that one, and it reports (and,
+with `--snapshot-update`, deletes) every file there that it did not write. The session side
+(which snapshots are unused, updating, the report) is `snapshot_session`.
+"""
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
 import pytest
 
-from registry_tools import files
 from registry_tools.errors import UserError
+from registry_tools.replay.naming import checked_name
 
-SNAPSHOT_DIR = "__snapshots__"
-
-
-def snapshot_test_name(nodeid: str) -> str:
-    """`tests/test_x.py::TestY::test_z[a]` -> `TestY.test_z[a]` (unique within a module)."""
-    return ".".join(nodeid.split("::")[1:])
-
-
-@dataclass(eq=False)  # pluggy keeps plugins in sets: identity hashing
-class SnapshotSession:
-    """Which snapshots the session used and wrote, to report unused ones at the end."""
-
-    config: pytest.Config
-    name = "registry-tools-snapshots"
-    used: set[Path] = field(default_factory=set)
-    written: list[Path] = field(default_factory=list)
-    tests: dict[Path, set[str]] = field(default_factory=dict)  # snapshot dir -> collected
-    passed: set[tuple[Path, str]] = field(default_factory=set)  # (snapshot dir, test)
-    _dirs: dict[str, Path] = field(default_factory=dict)  # nodeid -> snapshot dir
-
-    @property
-    def update(self) -> bool:
-        return bool(self.config.getoption("--snapshot-update"))
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Every collected test, before -k/-m deselection: a snapshot whose test is merely
-        deselected is not unused, one whose test no longer exists is."""
-        for item in items:
-            self._dirs[item.nodeid] = snapshot_dir(item.path)
-            self.tests.setdefault(self._dirs[item.nodeid], set()).add(
-                snapshot_test_name(item.nodeid)
-            )
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call" and report.passed and report.nodeid in self._dirs:
-            self.passed.add((self._dirs[report.nodeid], snapshot_test_name(report.nodeid)))
-
-    def unused(self) -> list[Path]:
-        """Snapshots of passed (or vanished) tests that no assertion read."""
-        found = []
-        for directory, tests in self.tests.items():
-            for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
-                owner = _owner(path.name, tests)
-                ran = owner is None or (directory, owner) in self.passed
-                if ran and path not in self.used:
-                    found.append(path)
-        return found
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.written:
-            terminalreporter.write_line(f"{len(self.written)} snapshot(s) written.")
-        unused = self.unused()
-        if not unused:
-            return
-        if self.update:
-            for path in unused:
-                path.unlink()
-        verb = "deleted" if self.update else "unused (delete with --snapshot-update)"
-        terminalreporter.write_line(f"{len(unused)} snapshot(s) {verb}:")
-        for path in unused:
-            terminalreporter.write_line(f"  {path}")
+SNAPSHOT_DIR = "__registry_snapshots__"
+_DIFF_LINES = 60
 
 
 def snapshot_dir(test_file: Path) -> Path:
     return test_file.parent / SNAPSHOT_DIR / test_file.stem
 
 
-def _owner(filename: str, tests: set[str]) -> str | None:
-    """The test a snapshot file belongs to: `<test>.json` or `<test>.<name>.json`."""
-    owners = [t for t in tests if filename == f"{t}.json" or filename.startswith(f"{t}.")]
-    return max(owners, key=len, default=None)
+class Ledger(Protocol):
+    """What a snapshot tells the session: whether to update, what it read and wrote."""
+
+    update: bool
+
+    def note_used(self, path: Path) -> None: ...
+
+    def note_written(self, path: Path) -> None: ...
 
 
 class SnapshotFile:
     """One stored snapshot; `==` compares canonical JSON bytes (and rewrites on update)."""
 
-    def __init__(self, session: SnapshotSession, path: Path) -> None:
-        self.session = session
+    def __init__(self, ledger: Ledger, path: Path) -> None:
+        self.ledger = ledger
         self.path = path
         self.expected: bytes | None = None
         self.actual = b""
 
     def __eq__(self, value: object) -> bool:
-        self.session.used.add(self.path)
-        self.actual = _canonical(value)
+        from registry_tools import files
+
+        self.ledger.note_used(self.path)
+        self.actual = canonical(value)
         self.expected = _stored(self.path)
         if self.expected == self.actual:
             return True
-        if not self.session.update:
+        if not self.ledger.update:
             return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         files.write_atomic(self.path, self.actual)
-        self.session.written.append(self.path)
+        self.ledger.note_written(self.path)
         return True
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __repr__(self) -> str:
+        return f"registry_snapshot({self.path.name})"
+
     def explain(self) -> list[str]:
         """The assertion message: what is missing, or a unified diff (stored -> actual)."""
         if self.expected is None:
-            return [f"snapshot {self.path} does not exist (create it with --snapshot-update)"]
+            return [
+                f"snapshot {self.path} does not exist (create it with --registry-snapshot-update)"
+            ]
         diff = difflib.unified_diff(
             self.expected.decode().splitlines(),
             self.actual.decode().splitlines(),
@@ -125,21 +81,60 @@ class SnapshotFile:
             n=2,
         )
         lines = list(diff)
-        shown = lines[:60] + ([f"... {len(lines) - 60} more diff lines"] if len(lines) > 60 else [])
-        return [f"value differs from snapshot {self.path} (--snapshot-update rewrites it)", *shown]
+        shown = lines[:_DIFF_LINES]
+        if len(lines) > _DIFF_LINES:
+            shown.append(f"... {len(lines) - _DIFF_LINES} more diff lines")
+        return [
+            f"value differs from snapshot {self.path} (--registry-snapshot-update rewrites it)",
+            *shown,
+        ]
 
 
-def _canonical(value: object) -> bytes:
-    """Canonical JSON bytes of a JSON-able value, or of the JSON file a path points to."""
+def canonical(value: object) -> bytes:
+    """Canonical JSON bytes of a JSON value, or of the JSON file a `Path` points to.
+
+    Anything JSON cannot hold faithfully fails the test with one line: objects orjson cannot
+    encode, and NaN or infinities (which orjson would silently write as `null`).
+    """
+    import orjson
+
+    from registry_tools import files
+
+    if isinstance(value, Path):
+        try:
+            value = files.read_json(value, "snapshot value")
+        except UserError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    where = _non_finite(value, "value")
+    if where:
+        pytest.fail(f"registry_snapshot: {where} is not JSON (NaN or infinity)", pytrace=False)
     try:
-        return files.dumps(files.read_json(value, "file") if isinstance(value, Path) else value)
-    except UserError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        return files.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        pytest.fail(
+            f"registry_snapshot: a {type(value).__name__} value cannot be stored as JSON ({exc})",
+            pytrace=False,
+        )
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """The path of the first NaN/infinity inside `value`, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        items: Any = ((f"{where}[{key!r}]", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next((found for path, item in items if (found := _non_finite(item, path))), None)
 
 
 def _stored(path: Path) -> bytes | None:
     """The snapshot's bytes, None if there is none; a file that is not JSON stops the test
-    (even under --snapshot-update: it may be something else, so it is not overwritten)."""
+    (even under update: it may be something else, so it is never overwritten)."""
+    import orjson
+
     if not path.is_file():
         return None
     data = path.read_bytes()
@@ -151,26 +146,46 @@ def _stored(path: Path) -> bytes | None:
 
 
 class Snapshot:
-    """The `snapshot` fixture: `assert snapshot == value`, `assert snapshot("name") == value`.
+    """The `registry_snapshot` fixture: `assert registry_snapshot == value`, or
+    `assert registry_snapshot("name") == value`.
 
     Unnamed assertions are stored as `<test>.json`, `<test>.1.json`, ...; named ones as
-    `<test>.<name>.json`, in `__snapshots__/<test module>/` next to the test file.
+    `<test>.<name>.json`, where `<test>` is the test's qualified, file-safe name.
     """
 
-    def __init__(self, session: SnapshotSession, directory: Path, test: str) -> None:
-        self._session = session
+    def __init__(self, ledger: Ledger, directory: Path, test: str) -> None:
+        self._ledger = ledger
         self._directory = directory
         self._test = test
         self._unnamed = 0
         self.last: SnapshotFile | None = None
 
     def __call__(self, name: str) -> SnapshotFile:
-        return SnapshotFile(self._session, self._directory / f"{self._test}.{name}.json")
+        try:
+            checked_name(name, "registry_snapshot name")
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return SnapshotFile(self._ledger, self._directory / f"{self._test}.{name}.json")
 
     def __eq__(self, value: object) -> bool:
         suffix = f".{self._unnamed}" if self._unnamed else ""
         self._unnamed += 1
-        self.last = SnapshotFile(self._session, self._directory / f"{self._test}{suffix}.json")
+        self.last = SnapshotFile(self._ledger, self._directory / f"{self._test}{suffix}.json")
         return self.last == value
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"registry_snapshot({self._test})"
+
+
+def explain_comparison(op: str, left: object, right: object) -> list[str] | None:
+    """`pytest_assertrepr_compare` for snapshots, on either side of `==`."""
+    snapshot = _file_of(left) or _file_of(right)
+    return snapshot.explain() if op == "==" and snapshot is not None else None
+
+
+def _file_of(side: object) -> SnapshotFile | None:
+    if isinstance(side, Snapshot):
+        return side.last
+    return side if isinstance(side, SnapshotFile) else None

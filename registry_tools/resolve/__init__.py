@@ -1,7 +1,10 @@
-"""Resolving a ComfyUI workflow's node types to the packages that provide them.
+"""Resolving ComfyUI workflows to an installation plan (docs/resolve.md).
 
-Owns: `workflow` (reading UI and API workflows), `builtins` (ComfyUI's own node types, with
-`data/builtin_nodes.txt`), `resolver` (`resolve_workflow`, `resolve_files`, the text report).
-May import: `mappings` (loading the mappings file, signatures, ranking), the shared top-level
-modules.
+Owns: reading workflows (`workflow`, `images`, `reading`: JSON, images, videos, stdin),
+ComfyUI's built-in node types (`builtins`, `data/builtin_nodes.tsv`) and packs' frontend-only
+ones (`frontend`, `data/pack_frontend_nodes.tsv`), lookups over a mappings document
+(`candidates`), the workflow-wide choice (`choose`), the live look-up (`online`), the plan
+(`plan`) and the resolver itself (`resolver`).
+May import: `mappings` (loading, signatures, ranking), `fetch` (the registry client, for the
+live look-up), the shared top-level modules.
 """
