@@ -18,11 +18,12 @@ def synthetic(nodes: int, seed: int, ideal: bool = True) -> dict:
     """A synthetic registry generated with the clock pinned to `EPOCH`; `ideal` (every
     extraction finished, every version's metadata kept) unless a test wants the registry's
     own pending states: the stand-in registry's behaviours add their own."""
+    before = clock._pinned  # restored: a test may have pinned the clock itself
     clock.pin(EPOCH)
     try:
         return synth.generate(nodes, seed, ideal=ideal)
     finally:
-        clock.pin(None)
+        clock.pin(before)
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The cache file: its shape, validation, and assembly (nodes by id, versions newest first).
 
-The format is documented in docs/cache-format.md. `load_cache` checks that every field this
-project reads has the type it must have (`deprecated` a JSON boolean, ...); with `strict` (the
-cache builder's `--input`, deeply enough that a run never fails on it after making requests)
-also every comfy node, and that node ids and each node's version strings are unique.
+The format is documented in docs/cache-format.md. `load_cache` checks the shape every reader
+needs; with `strict` (the cache builder's `--input`, deeply enough that a run never fails on it
+after making requests) also that every field the builder reads has its type (`deprecated` a
+JSON boolean, `comfy_nodes` a list of objects, ...), and that node ids and each node's version
+strings are unique.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ _VERSION_TYPES: dict[str, tuple[type, ...]] = {
 
 def load_cache(path: Path, what: str = "--input", *, strict: bool = False) -> dict[str, Any]:
     """Read and validate a cache file (shape only; unknown fields are kept). `strict` (the
-    cache builder's `--input`) also checks every comfy node and refuses duplicate node ids
-    and version strings: a run must not fail on its input after making requests."""
+    cache builder's `--input`) also checks the type of every field it reads and every comfy
+    node, and refuses duplicate node ids and version strings: a run must not fail on its
+    input after making requests, nor take `"deprecated": "false"` for true."""
     cache = read_json(path, what)
     problem = cache_problem(cache, strict=strict)
     if problem:
@@ -84,12 +86,13 @@ def cache_problem(cache: Any, *, strict: bool = False) -> str | None:
 
 
 def node_problem(node: Any, index: int = 0, *, strict: bool = False) -> str | None:
-    """Why one cache node is unusable, or None. Without `strict`, `comfy_nodes` may be left
-    unparsed by the reader (the mappings' stream puts placeholders there)."""
+    """Why one cache node is unusable, or None. Without `strict` only the shape every reader
+    needs is checked (the mappings' stream leaves `comfy_nodes` unparsed, and reads a
+    non-boolean `deprecated` as "not installable" rather than refusing the file)."""
     if not isinstance(node, dict) or not isinstance(node.get("id"), str) or not node["id"]:
         return f"nodes[{index}] has no string 'id'"
     name = node["id"]
-    wrong = _wrong_type(node, _NODE_TYPES)
+    wrong = _wrong_type(node, _NODE_TYPES) if strict else None
     if wrong:
         return f"node {name!r}: {wrong}"
     versions = node.get("versions_list", [])
@@ -103,13 +106,13 @@ def node_problem(node: Any, index: int = 0, *, strict: bool = False) -> str | No
         if strict and version["version"] in strings:
             return f"{label} appears twice"
         strings.add(version["version"])
-        problem = _version_problem(version, strict)
+        problem = _version_problem(version) if strict else None
         if problem:
             return f"{label}: {problem}"
     return None
 
 
-def _version_problem(version: dict[str, Any], strict: bool) -> str | None:
+def _version_problem(version: dict[str, Any]) -> str | None:
     wrong = _wrong_type(version, _VERSION_TYPES)
     if wrong:
         return wrong
@@ -117,7 +120,7 @@ def _version_problem(version: dict[str, Any], strict: bool) -> str | None:
     if pending is not None and pending not in PENDING_STATES:
         return f"'metadata_pending' is {pending!r}, expected 'pending' or 'failed'"
     comfy = version.get("comfy_nodes")
-    if comfy is None or not strict:
+    if comfy is None:
         return None
     if not isinstance(comfy, list):
         return f"'comfy_nodes' is a JSON {_json_type(comfy)}, expected a list"

@@ -15,6 +15,7 @@ the same fetch options record a real registry instead.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import tempfile
@@ -67,7 +68,7 @@ class Recipe:
 GENERATED_AT = "2026-01-01T00:00:00Z"
 
 RECIPES = {
-    # 60 packages behind the realistic registry (its clock ten times faster), listed in two
+    # 60 packages behind the realistic registry (its clock three times faster), listed in two
     # pages of 30 (rounds of them until complete), metadata of each package's newest 5
     # installable versions; a few % of each fault kind on top, with a short Retry-After so
     # replaying the 429s stays fast.
@@ -83,8 +84,10 @@ RECIPES = {
             seed=3,
             max_consecutive_faults=2,
         ),
-        behaviour=Behaviour.realistic(seed=7),
-        clock_speed=10.0,
+        # every realistic behaviour but hidden packages: the sample keeps its 60 (a banned
+        # one answers 403, a deleted one 404, when their versions are asked for)
+        behaviour=dataclasses.replace(Behaviour.realistic(seed=7), enforce_statuses=False),
+        clock_speed=3.0,
         silent_pending=0.03,
     ),
 }
