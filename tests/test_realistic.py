@@ -64,8 +64,10 @@ def test_a_rate_limited_registry_is_mirrored_without_failures(larger, tmp_path, 
         stats = emu.counters.as_dict()
     assert summary.ok, summary.failures[:3]
     assert stats["rate_limited"] == summary.rate_limited > 0, "the limit was met"
-    # finding the limit costs a few dozen 429s once; pacing keeps the rest rare
-    assert summary.rate_limited <= 0.1 * summary.requests, summary.text()
+    # finding the limit costs a few dozen 429s once; pacing keeps the rest rare (5-10 % of
+    # this small run alone; a loaded machine's event-loop jitter adds a few; the old client
+    # had about 75 %)
+    assert summary.rate_limited <= 0.15 * summary.requests, summary.text()
     assert summary.requests == stats["requests"], "requests counted as the server saw them"
     assert stats["installs"] == 0
 
