@@ -1,6 +1,6 @@
 """Mirror benchmark: a full mirror and a day's refresh of a synthetic registry served the way
-the real one behaves, by this branch's fetcher and by `main`'s (today's strategy), side by
-side.
+the real one behaves, by this checkout's fetcher and by an older commit's (today's strategy),
+side by side.
 
 For each strategy, a fresh `registry-tools serve --realistic` (a separate process: a 12
 requests/s token bucket with bare 429s, listing drift, page caches, 10 % pending extraction,
@@ -11,13 +11,14 @@ extraction finished, 1 % of the versions deprecated or banned, 1 % new versions)
 strategy refreshes its cache with `--input`. Request counts are the server's; every change
 the day made is looked for in the refreshed cache.
 
-`main`'s fetcher runs from `git archive main | tar -x` (the same Python, its own package first
-on `PYTHONPATH`). Targets (issue 10): full mirror 0 failures, complete listing, at most 11,000
-requests and wall time at most 1.25 x requests / rate; refresh at most 300 requests, every
-change seen.
+Each strategy is `branch` (this checkout) or a git ref whose fetcher runs from
+`git archive REF | tar -x` (the same Python, its own package first on `PYTHONPATH`); `2bb0d66`
+is the last commit before issue 10, today's strategy (per-node calls). Targets (issue 10):
+full mirror 0 failures, complete listing, at most 11,000 requests and wall time at most
+1.25 x requests / rate; refresh at most 300 requests, every change seen.
 
 Usage: python bench/bench_mirror.py [--packages 3000] [--rate 12] [--burst 3]
-                                     [--strategies branch,main] [--seed 1]
+                                     [--strategies branch,REF] [--seed 1]
 """
 
 from __future__ import annotations
@@ -172,10 +173,11 @@ def control_total(url: str) -> int:
     raise SystemExit("the emulator kept answering 429")
 
 
-def main_tree(work: Path) -> Path:
-    target = work / "main"
+def tree_at(work: Path, ref: str) -> Path:
+    """The source tree of git `ref`, unpacked under `work`."""
+    target = work / re.sub(r"[^\w.-]", "_", ref)
     target.mkdir()
-    archive = subprocess.run(["git", "archive", "main"], cwd=ROOT, capture_output=True, check=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target
 
@@ -211,7 +213,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=12.0)
     parser.add_argument("--burst", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--strategies", default="branch,main")
+    parser.add_argument(
+        "--strategies", default="branch,2bb0d66", help="`branch` or git refs, comma-separated"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-mirror-") as tmp:
@@ -221,10 +225,9 @@ def main() -> None:
         clock.pin(None)
         registry_path = work / "registry.json"
         registry_path.write_bytes(files.dumps(registry))
-        trees = {"branch": ROOT, "main": None}
         results = {}
         for name in args.strategies.split(","):
-            code = trees[name] or main_tree(work)
+            code = ROOT if name == "branch" else tree_at(work, name)
             print(f"... {name}: mirroring", flush=True)
             results[name] = bench(name, code, registry_path, registry, args, work)
         report(results, args)

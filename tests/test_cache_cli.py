@@ -102,7 +102,7 @@ def test_server_answering_html_fails_cleanly(tmp_path, capsys):
     code, err = _run_against(app, capsys, "--output", str(out), "--max-attempts", "2")
     assert code == 1
     assert "answer is not JSON (text/html" in err
-    assert "1 items failed" in err
+    assert "1 item failed" in err
     assert out.read_bytes() == b"precious"
 
 

@@ -85,7 +85,8 @@ def _run_cache(args: argparse.Namespace) -> int:
     if summary.failures:
         retry = options.output if summary.written else options.input
         hint = f" (re-run with --input {retry} to retry only those)" if retry else ""
-        print(f"{PROG}: error: {len(summary.failures)} items failed{hint}", file=sys.stderr)
+        items = "item" if len(summary.failures) == 1 else "items"
+        print(f"{PROG}: error: {len(summary.failures)} {items} failed{hint}", file=sys.stderr)
         return 1
     return 0
 
