@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import shutil
 import stat
 import sys
@@ -61,7 +62,9 @@ def check_output(
     may be (an update in place: `--input` = `--output`), but its companions may not.
     """
     path = Path(path)
-    check_name(path, what)
+    check_name(path, what, _TEMP_EXTRA)
+    for companion in companions:
+        check_name(Path(companion), what, _TEMP_EXTRA)
     try:
         parent = path.absolute().parent
         if not parent.exists():
@@ -143,12 +146,21 @@ def _writable(directory: Path) -> bool:
     return os.access(directory, mode)
 
 
-def check_name(path: Path, what: str) -> None:
-    """Every component must fit the file system's limit (ENAMETOOLONG otherwise)."""
+# `write_atomic` writes `.<name>.<8 random characters>.tmp` beside the output first.
+_TEMP_PREFIX, _TEMP_RANDOM, _TEMP_SUFFIX = ".", 8, ".tmp"
+_TEMP_EXTRA = len(_TEMP_PREFIX) + 1 + _TEMP_RANDOM + len(_TEMP_SUFFIX)
+
+
+def check_name(path: Path, what: str, extra: int = 0) -> None:
+    """Every component must fit the file system's limit (ENAMETOOLONG otherwise); the last
+    one with `extra` bytes more (`check_output` passes the temporary name's overhead of an
+    atomic write)."""
     limit = _name_max(path)
-    for part in path.parts:
-        if len(os.fsencode(part)) > limit:
-            raise UserError(f"{what} {path}: file name too long (the limit is {limit} bytes)")
+    parts = path.parts
+    for index, part in enumerate(parts):
+        room = limit - (extra if index == len(parts) - 1 else 0)
+        if len(os.fsencode(part)) > room:
+            raise UserError(f"{what} {path}: file name too long (the limit is {room} bytes)")
 
 
 def _name_max(path: Path) -> int:
@@ -195,7 +207,7 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.absolute().parent
+            prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX, dir=path.absolute().parent
         )
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -215,6 +227,28 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
         if isinstance(exc, OSError):
             raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files that interrupted `write_atomic`s of `path` left beside it
+    (a process killed mid-write cannot clean up); the paths removed."""
+    path = Path(path)
+    pattern = re.compile(
+        re.escape(f"{_TEMP_PREFIX}{path.name}.")
+        + rf"[a-z0-9_]{{{_TEMP_RANDOM}}}"
+        + re.escape(_TEMP_SUFFIX)
+    )
+    removed = []
+    try:
+        candidates = list(path.absolute().parent.glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        if pattern.fullmatch(candidate.name) and candidate.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
 
 
 def write_output(path: Path | str, data: bytes | Iterable[bytes]) -> None:

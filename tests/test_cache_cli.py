@@ -10,39 +10,24 @@ import time
 from pathlib import Path
 
 import pytest
+from _cache_oracle import expected
+from _fetch_fixtures import EPOCH, run_cli, synthetic
 from aiohttp import web
 
-from registry_tools import clock, files
-from registry_tools.cli import main
-from registry_tools.registry import synth
+from registry_tools import files
 from registry_tools.registry.emulator import Faults, running_emulator
 from registry_tools.replay.cassettes import bundled_cassettes
-
-EPOCH = 1767323045  # 2026-01-02T03:04:05Z
 
 
 @pytest.fixture(scope="module")
 def registry() -> dict:
-    clock.pin(EPOCH)
-    try:
-        return synth.generate(60, 4, ideal=True)
-    finally:
-        clock.pin(None)
+    return synthetic(60, 4)
 
 
 @pytest.fixture
 def emulator(registry):
     with running_emulator(registry, Faults(latency_ms=2)) as emu:
         yield emu
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    """Exit status and stderr, whether argparse or the library rejected the input."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_info:
-        code = exit_info.code
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture
@@ -55,7 +40,7 @@ def test_cli_builds_the_cache_and_prints_a_summary(pinned, emulator, registry, t
     code, err = run_cli(capsys, "cache", "--output", str(out), "--base-url", emulator.url)
     assert code == 0
     assert "60 nodes" in err and "0 failures" in err and f"wrote {out}" in err
-    assert out.read_bytes() == files.dumps(registry)
+    assert out.read_bytes() == expected(registry, omitted=emulator.emulator.omits_download)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +102,7 @@ def test_server_answering_html_fails_cleanly(tmp_path, capsys):
     code, err = _run_against(app, capsys, "--output", str(out), "--max-attempts", "2")
     assert code == 1
     assert "answer is not JSON (text/html" in err
-    assert "1 items failed" in err
+    assert "1 item failed" in err
     assert out.read_bytes() == b"precious"
 
 
@@ -187,7 +172,9 @@ def _kill_after(command: list[str], journal: Path, records: int) -> None:
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
 
-@pytest.mark.parametrize("records", [2, 20, 90, 200])  # phase 1 pages, phase 2, phase 3
+# 6 listing pages, then a dozen phase-2 records (scan pages, banned nodes, bulk reads), then
+# phase 3: kill in each
+@pytest.mark.parametrize("records", [2, 9, 60, 200])
 def test_sigkill_then_rerun_gives_the_uninterrupted_cache(registry, tmp_path, records):
     out = tmp_path / "c.json"
     journal = Path(f"{out}.journal")
@@ -198,7 +185,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_cache(registry, tmp_path, re
         resumed = subprocess.run(command, env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
-    assert out.read_bytes() == files.dumps(registry)
+    assert out.read_bytes() == expected(registry, omitted=emu.emulator.omits_download)
     assert not journal.exists()
 
 
@@ -213,7 +200,7 @@ def test_sigkill_during_in_place_refresh_leaves_the_input_intact(registry, tmp_p
         assert out.read_bytes() == before
         resumed = subprocess.run(command, env=_env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    assert out.read_bytes() == files.dumps(registry)
+    assert out.read_bytes() == expected(registry, omitted=emu.emulator.omits_download)
 
 
 # ---- replaying cassettes from the command line -------------------------------------------------
@@ -255,3 +242,75 @@ def test_cli_refuses_a_replay_that_cannot_match(tmp_path, capsys, args, message)
     code, err = run_cli(capsys, "cache", "--cassette-dir", str(SAMPLE), "--output", str(out), *args)
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not out.exists()
+
+
+# ---- safe resume (issue 10 item 8) ------------------------------------------------------------
+
+
+def _journal_header(path: Path) -> dict:
+    import orjson
+
+    return orjson.loads(path.read_bytes().split(b"\n")[0])
+
+
+def test_a_journal_of_another_registry_is_set_aside_and_never_replayed(
+    pinned, registry, tmp_path, capsys, caplog
+):
+    out = tmp_path / "c.json"
+    journal = Path(f"{out}.journal")
+    with running_emulator(registry) as emu:
+        code, _ = run_cli(
+            capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata"
+        )
+        assert code == 0
+        clean = out.read_bytes()
+        out.unlink()
+        # the journal a killed run against another registry left: same options, other URL
+        other = {**_journal_header_for(emu.url), "base_url": "http://elsewhere.invalid"}
+        poisoned = {"k": "page", "round": 1, "page": 1, "items": [{"id": "ghost"}], "total": 1,
+                    "size": 100, "total_pages": 1}  # fmt: skip
+        journal.write_bytes(files.dumps(other).replace(b"\n", b"") + b"\n"
+                            + files.dumps(poisoned).replace(b"\n", b"") + b"\n")  # fmt: skip
+        caplog.set_level("WARNING")
+        code, err = run_cli(
+            capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata"
+        )
+    assert code == 0, err
+    assert out.read_bytes() == clean, "nothing of the foreign journal was replayed"
+    aside = Path(f"{out}.journal.set-aside")
+    assert aside.is_file() and b"ghost" in aside.read_bytes()
+    assert "belongs to another job" in caplog.text and "http://elsewhere.invalid" in caplog.text
+    assert not journal.exists()
+
+
+def _journal_header_for(url: str) -> dict:
+    """The header a default `cache --no-metadata` run against `url` writes."""
+    return {
+        "format": 2, "job": "cache", "base_url": url, "input": None,
+        "options": [True, True, False, 100, -1, None],
+    }  # fmt: skip
+
+
+def test_temporary_files_of_an_interrupted_final_write_are_cleaned(
+    pinned, registry, tmp_path, capsys
+):
+    out = tmp_path / "c.json"
+    stale = tmp_path / ".c.json.ab12cd_9.tmp"  # what a kill during write_atomic leaves
+    stale.write_bytes(b"half a cache")
+    unrelated = tmp_path / ".other.json.ab12cd_9.tmp"
+    unrelated.write_bytes(b"not ours")
+    with running_emulator(registry) as emu:
+        code, err = run_cli(
+            capsys, "cache", "--output", str(out), "--base-url", emu.url, "--no-metadata"
+        )
+    assert code == 0, err
+    assert not stale.exists() and unrelated.exists()
+
+
+def test_the_journal_header_ties_it_to_the_registry_and_the_input(pinned, registry, tmp_path):
+    out = tmp_path / "c.json"
+    with running_emulator(registry, Faults(latency_ms=3)) as emu:
+        command = _cache_command(emu.url, out, "--no-metadata")
+        _kill_after(command, Path(f"{out}.journal"), 3)
+        header = _journal_header(Path(f"{out}.journal"))
+    assert header["base_url"] == emu.url and header["input"] is None and header["job"] == "cache"

@@ -17,7 +17,7 @@ import vcr.cassette
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from registry_tools import clock
+from registry_tools import clock, files
 from registry_tools.cli import main
 from registry_tools.errors import UserError
 from registry_tools.fetch.options import PHASES
@@ -248,39 +248,59 @@ def test_record_cli_bad_input(tmp_path: Path, capsys) -> None:
 # ---- the bundled sample ---------------------------------------------------------------------
 
 
-def test_record_regenerates_the_bundled_cassettes_byte_for_byte(tmp_path: Path) -> None:
+def test_record_regenerates_a_set_that_replays_to_the_same_cache(tmp_path: Path) -> None:
+    """Which requests meet the rate limit depends on timing, so a new recording's bytes differ;
+    what it recorded does not: replaying it gives the bundled set's cache."""
     summary = record_dataset("sample", tmp_path / "sample")
-    assert summary.ok and summary.retries > 0
-    for name in [*(f"{phase}.json" for phase in PHASES), cassettes.MANIFEST]:
-        fresh = (tmp_path / "sample" / name).read_bytes()
-        assert fresh == (SAMPLE / name).read_bytes(), f"{name}: run registry-tools record"
+    assert summary.ok and summary.retries > 0 and summary.rate_limited > 0
+    fresh = orjson.loads((tmp_path / "sample" / cassettes.MANIFEST).read_bytes())
+    assert fresh["dataset"] == cassettes.read_manifest(SAMPLE)["dataset"]
+    bundled, _ = _replay_sample(SAMPLE, tmp_path / "bundled", 4)
+    again, _ = _replay_sample(tmp_path / "sample", tmp_path / "again", 4)
+    assert again.read_bytes() == bundled.read_bytes(), "run registry-tools record"
 
 
-def test_bundled_sample_covers_every_phase_and_fault() -> None:
+def test_bundled_sample_covers_every_phase_and_the_real_registrys_ways() -> None:
     statuses = Counter()
-    uris = []
+    requests = []
+    bodies = []
     for phase in PHASES:
         for interaction in orjson.loads((SAMPLE / f"{phase}.json").read_bytes())["interactions"]:
-            statuses[interaction["response"]["status"]] += 1
-            uris.append(interaction["request"]["uri"])
-            if "Retry-After" in interaction["response"]["headers"]:
+            response = interaction["response"]
+            statuses[response["status"]] += 1
+            requests.append((interaction["request"]["method"], interaction["request"]["uri"]))
+            bodies.append(response.get("json"))
+            if "Retry-After" in response["headers"]:
                 statuses["retry-after"] += 1
-    assert {200, 403, 404, 429, 500, "retry-after"} <= set(statuses)
-    assert any("/install?" in uri for uri in uris)
-    assert any("comfy-nodes" in uri and "page=2" in uri for uri in uris)
+    assert {200, 403, 429, 500, "retry-after"} <= set(statuses)
+    bare = statuses[429] - statuses["retry-after"]
+    assert bare > 5, "the rate limit's bare 429s are recorded"
+    uris = [uri for _method, uri in requests]
+    assert not any("/install" in uri for uri in uris), "never /install"
+    assert ("POST", "/bulk/nodes/versions") in requests
+    assert any(uri.startswith("/versions?") for uri in uris)
+    assert all("latest=true" in uri for uri in uris if uri.startswith("/nodes?"))
+    assert any(isinstance(b, dict) and b.get("comfy_nodes", []) is None for b in bodies)
+    assert any(
+        isinstance(v, dict) and v.get("comfy_node_extract_status") == "pending"
+        for b in bodies
+        if isinstance(b, dict)
+        for v in b.get("versions", [])
+    )
     size = sum(path.stat().st_size for path in SAMPLE.iterdir())
     assert size < 4_000_000
 
 
-def _replay_sample(directory: Path, concurrency: int) -> tuple[Path, Path]:
-    """The sample's cache and mappings, replayed with the clock pinned and no network."""
+def _replay_sample(cassettes_dir: Path, directory: Path, concurrency: int) -> tuple[Path, Path]:
+    """A cassette set's cache and mappings, replayed with the clock pinned and no network."""
+    directory.mkdir(exist_ok=True)
     clock.pin("2026-01-01T00:00:00Z")
     try:
         options = replay_options(
-            SAMPLE, directory / "cache.json", concurrency=concurrency, backoff=0.001
+            cassettes_dir, directory / "cache.json", concurrency=concurrency, backoff=0.001
         )
         with blocked_network(allow_loopback=False):
-            summary = run_cache(options, phase_context=phase_cassettes(SAMPLE, "none"))
+            summary = run_cache(options, phase_context=phase_cassettes(cassettes_dir, "none"))
         assert summary.ok, summary.failures
         mappings = directory / "mappings.json"
         build_mappings(MappingsOptions(cache=options.output, output=mappings))
@@ -292,9 +312,108 @@ def _replay_sample(directory: Path, concurrency: int) -> tuple[Path, Path]:
 def test_replayed_sample_is_byte_identical_at_any_concurrency(
     tmp_path: Path, registry_snapshot
 ) -> None:
-    for concurrency in (1, 16, 1):
-        run = tmp_path / str(concurrency)
-        run.mkdir(exist_ok=True)
-        cache, mappings = _replay_sample(run, concurrency)
+    for concurrency in (1, 50, 1):
+        cache, mappings = _replay_sample(SAMPLE, tmp_path / str(concurrency), concurrency)
         assert registry_snapshot("cache") == cache
         assert registry_snapshot("mappings") == mappings
+
+
+# ---- request bodies, hand-edited files, and no journal after an exit-2 error -------------------
+
+
+def _post_app() -> web.Application:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response({"echo": await request.json()})
+
+    app = web.Application()
+    app.router.add_post("/bulk", handle)
+    return app
+
+
+def test_post_bodies_are_part_of_the_match_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    bodies = [{"node_versions": [{"node_id": "a", "version": "1"}]}, {"node_versions": []}]
+
+    async def post_all(base: str, order: list[dict]) -> list:
+        async with aiohttp.ClientSession() as session:
+            out = []
+            for body in order:
+                async with session.post(base + "/bulk", data=orjson.dumps(body)) as response:
+                    out.append(await response.json())
+            return out
+
+    async def record_them() -> list:
+        async with TestServer(_post_app()) as server:
+            with use_cassette(path, "once"):
+                return await post_all(str(server.make_url("")).rstrip("/"), bodies)
+
+    async def replay_them() -> list:
+        with blocked_network(allow_loopback=False), use_cassette(path, "none"):
+            return await post_all(REPLAY_BASE, list(reversed(bodies)))
+
+    recorded = asyncio.run(record_them())
+    assert asyncio.run(replay_them()) == list(reversed(recorded))
+    interaction = orjson.loads(path.read_bytes())["interactions"][0]
+    assert interaction["request"]["body"] == {"json": {"node_versions": []}}  # readable
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda i: i["response"].update(status="200"), "response 'status' is '200'"),
+        (lambda i: i["response"].update(reason=None), "response 'reason' is None"),
+        (lambda i: i["request"].update(uri=5), "request 'uri' is 5"),
+        (lambda i: i["response"].update(headers={"X": 1}), "'headers' must map names to strings"),
+        (lambda i: i["response"].update(text="x"), "more than one body"),
+    ],
+)
+def test_hand_edited_interactions_of_the_wrong_type_are_one_line_errors(
+    tmp_path: Path, capsys, change, message
+) -> None:
+    kas = Path(shutil.copytree(SAMPLE, tmp_path / "kas"))
+    document = orjson.loads((kas / "phase1-nodes.json").read_bytes())
+    change(document["interactions"][0])
+    (kas / "phase1-nodes.json").write_bytes(files.dumps(document))
+    before = (kas / "phase1-nodes.json").read_bytes()
+    out = tmp_path / "c.json"
+    code = main(["cache", "--cassette-dir", str(kas), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "corrupt or truncated" in err, err
+    assert message in err
+    assert (kas / "phase1-nodes.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kas"], "no output, no journal"
+
+
+@pytest.mark.parametrize(
+    ("fetch", "message"),
+    [
+        ({"max_versions": "5", "nodes_per_page": 30}, "dataset.fetch.max_versions is '5'"),
+        ({"nodes_per_page": 0}, "dataset.fetch.nodes_per_page is 0"),
+        ({"pages": True}, "dataset.fetch.pages is True"),
+        ({"speed": 3}, "dataset.fetch.speed: not a fetch option"),
+        ([1], "dataset.fetch is not an object"),
+    ],
+)
+def test_hand_edited_manifests_of_the_wrong_type_are_one_line_errors(
+    tmp_path: Path, capsys, fetch, message
+) -> None:
+    kas = Path(shutil.copytree(SAMPLE, tmp_path / "kas"))
+    manifest = orjson.loads((kas / "manifest.json").read_bytes())
+    manifest["dataset"]["fetch"] = fetch
+    (kas / "manifest.json").write_bytes(files.dumps(manifest))
+    code = main(["cache", "--cassette-dir", str(kas), "--output", str(tmp_path / "c.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kas"]
+
+
+def test_a_cassette_that_cannot_answer_leaves_no_journal(tmp_path: Path, capsys) -> None:
+    kas = Path(shutil.copytree(SAMPLE, tmp_path / "kas"))
+    document = orjson.loads((kas / "phase3-metadata.json").read_bytes())
+    document["interactions"] = document["interactions"][:-1]  # phase 3 misses one answer
+    (kas / "phase3-metadata.json").write_bytes(files.dumps(document))
+    out = tmp_path / "c.json"
+    code = main(["cache", "--cassette-dir", str(kas), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot answer" in err, err
+    assert not out.exists() and not Path(f"{out}.journal").exists()

@@ -92,7 +92,7 @@ def test_control_panel_runs_with_slider_values_and_fails_headless_on_failures() 
             seen.append("shown")
 
         def problem(self) -> str:
-            return "step: 1 items failed: page 2"
+            return "step: 1 item failed: page 2"
 
     def step(params: Any, reporter: widgets.WidgetReporter) -> Outcome:
         reporter.start("p", 2)
@@ -123,7 +123,7 @@ def test_run_with_progress_passes_on_the_job_s_own_timeout_error() -> None:
 def test_a_step_result_lists_its_failures() -> None:
     result = steps.StepResult("phase2-versions", {"nodes": 3}, failures=["node a: HTTP 500"])
     assert not result.ok and "node a: HTTP 500" in result.html()
-    assert result.problem() == "phase2-versions: 1 items failed: node a: HTTP 500"
+    assert result.problem() == "phase2-versions: 1 item failed: node a: HTTP 500"
 
 
 # ---- which controls, and which of them the recording fixes ----------------------------------

@@ -28,11 +28,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-nodes", dest="nodes", action="store_false", help="skip phase 1")
     p.add_argument("--no-versions", dest="versions", action="store_false", help="skip phase 2")
     p.add_argument("--no-metadata", dest="metadata", action="store_false", help="skip phase 3")
-    p.add_argument("--nodes-per-page", type=positive_int, help="phase 1 page size (default 100)")
+    p.add_argument("--nodes-per-page", type=positive_int, help="phase 1 page size (default 500)")
     p.add_argument(
-        "--max-versions", type=versions_limit, help="newest N versions (default -1: all)"
+        "--max-versions",
+        type=versions_limit,
+        help="metadata of each node's newest N installable versions (default 5; -1: all)",
     )
     p.add_argument("--concurrency", type=positive_int, default=10, help="requests in flight")
+    p.add_argument(
+        "--max-rate",
+        type=positive_float,
+        help="most requests per second; the rate adapts below it on 429s (default: 15 for "
+        "the public registry, no ceiling for other hosts)",
+    )
     p.add_argument(
         "--checkpoint-interval", type=positive_int, default=20, help="nodes per checkpoint"
     )
@@ -56,22 +64,19 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def _run_cache(args: argparse.Namespace) -> int:
     from registry_tools.fetch.client import TOKEN_ENV, default_base_url
-    from registry_tools.fetch.options import CacheOptions
-    from registry_tools.fetch.run import run_cache
+    from registry_tools.fetch.run import check_paths, run_cache
 
     args.base_url = args.base_url or default_base_url()
     args.token = args.token or os.environ.get(TOKEN_ENV)
+    if args.cassette_dir:
+        check_paths(_options(args), protected=[args.cassette_dir])
     context = _cache_cassettes(args) if args.cassette_dir else None
-    defaults = {"nodes_per_page": 100, "max_versions": -1, "backoff": CacheOptions.backoff}
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    options = CacheOptions(**{f.name: getattr(args, f.name) for f in fields(CacheOptions)})
+    options = _options(args)
     if context is not None and args.record_mode == "none":
         from registry_tools.replay.recording import check_replayable
 
         check_replayable(args.cassette_dir, options)
-    summary = run_cache(options, phase_context=context)
+    summary = run_cache(options, phase_context=context, protected=[args.cassette_dir])
     print(summary.text(), file=sys.stderr)
     for failure in summary.failures[:20]:
         print(f"  failed: {failure}", file=sys.stderr)
@@ -80,9 +85,26 @@ def _run_cache(args: argparse.Namespace) -> int:
     if summary.failures:
         retry = options.output if summary.written else options.input
         hint = f" (re-run with --input {retry} to retry only those)" if retry else ""
-        print(f"{PROG}: error: {len(summary.failures)} items failed{hint}", file=sys.stderr)
+        items = "item" if len(summary.failures) == 1 else "items"
+        print(f"{PROG}: error: {len(summary.failures)} {items} failed{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _options(args: argparse.Namespace):
+    """The CacheOptions of the flags (checked: a bad combination is one line, exit 2)."""
+    from registry_tools.fetch.options import CacheOptions
+
+    defaults = {
+        "nodes_per_page": CacheOptions.nodes_per_page,
+        "max_versions": CacheOptions.max_versions,
+        "backoff": CacheOptions.backoff,
+    }
+    values = {f.name: getattr(args, f.name, None) for f in fields(CacheOptions)}
+    for name, value in defaults.items():
+        if values[name] is None:
+            values[name] = value
+    return CacheOptions(**values)
 
 
 def _cache_cassettes(args: argparse.Namespace):

@@ -1,4 +1,25 @@
-"""Phase 1: page through `/nodes` and merge the listing into the known nodes."""
+"""Phase 1: list every node, in rounds of `/nodes` pages, and merge the listing into the known
+nodes.
+
+The listing's order is not stable (see `paging`), so one pass over the pages can skip nodes.
+Round 1 fetches page 1 (to learn `total` and the page size the server uses), then the other
+pages concurrently; while the de-duplicated ids are fewer than `total`, another round fetches
+every page again, up to `NODES.max_rounds`. Every request asks `latest=true` (a server
+instance's page cache would otherwise answer a second round with the first round's pages) and
+`include_banned=true` (a banned package is listed with its status instead of vanishing).
+
+A listing that never reaches `total` is a failure (exit 1) and deletes nothing: only a complete
+listing drops from an input cache the nodes the registry no longer lists. `--pages N` fetches at
+most N pages a round: when they cannot hold the registry's `total`, the listing is partial on
+purpose (no further round, nothing deleted, not a failure); when they can, rounds complete it
+as without the option. Rounds also stop when one finds nothing new.
+
+A refresh lists everything too, rather than asking `timestamp=` for what changed since the
+input's newest timestamp: that filter compares with the registry's own clock, and a cache
+whose newest timestamp is ahead of it (the stand-in registry's synthetic data is, a mirror
+with a skewed clock would be) silently misses every change; the count check cannot catch it.
+The full listing costs a few requests at `DEFAULT_PAGE_SIZE` nodes a page.
+"""
 
 from __future__ import annotations
 
@@ -7,94 +28,110 @@ from typing import Any
 
 from registry_tools.fetch import cache_file
 from registry_tools.fetch.build import Build
-from registry_tools.fetch.client import FetchError, RegistryClient
+from registry_tools.fetch.client import RegistryClient
 from registry_tools.fetch.options import PHASE_NODES, Node
+from registry_tools.fetch.paging import Listing, Page, PagedScan, fetch_into
+
+MAX_NODES = 200_000  # 40 times the registry of 2026: a `total` above it is not believed
+WAVE = 16  # pages of one round requested together
+
+NODES = Listing(
+    path="/nodes",
+    items_key="nodes",
+    size_param="limit",
+    max_items=MAX_NODES,
+    item_id=lambda node: node.get("id") if isinstance(node.get("id"), str) else None,
+    params=(("include_banned", "true"), ("latest", "true")),
+)
 
 
 async def run(client: RegistryClient, build: Build) -> None:
-    """Page through `/nodes`, then merge the listing into the known nodes."""
-    pages: dict[int, list[Node]] = {r["page"]: r["nodes"] for r in build.replayed["page"]}
-    totals = {r["page"]: r["total_pages"] for r in build.replayed["page"]}
-    reported = {r["page"]: r["total"] for r in build.replayed["page"]}
+    """Page through `/nodes` in rounds, then merge the listing into the known nodes."""
     build.reporter.start(PHASE_NODES, 1)
-
-    async def fetch(page: int) -> None:
-        try:
-            record = await _fetch_page(client, page, build.options.nodes_per_page)
-        except FetchError as error:
-            build.fail(f"{PHASE_NODES}: page {page}", error)
-        else:
-            build.record(record)
-            pages[page], totals[page], reported[page] = (
-                record["nodes"],
-                record["total_pages"],
-                record["total"],
-            )
-            build.checkpoint()
-        finally:
-            build.reporter.advance(PHASE_NODES)
-
-    if 1 not in pages:
-        await fetch(1)
-    else:
-        build.reporter.advance(PHASE_NODES)
-    last = max(totals.values(), default=0)
-    if build.options.pages is not None:
-        last = min(last, build.options.pages)
-    missing = [page for page in range(2, last + 1) if page not in pages]
-    build.reporter.grow(PHASE_NODES, max(last - 1, 0))
-    build.reporter.advance(PHASE_NODES, last - 1 - len(missing))
-    async with asyncio.TaskGroup() as group:
-        for page in missing:
-            group.create_task(fetch(page))
+    scan = PagedScan(NODES, build.options.nodes_per_page)
+    for record in build.replayed["page"]:
+        scan.add(record["round"], record["page"], Page.from_record(record))
+    limit = build.options.pages
+    await _rounds(client, build, scan, limit)
     build.reporter.finish(PHASE_NODES)
-    fetched = all(page in pages for page in range(1, last + 1)) and last > 0
-    listed = _dedupe(pages)
-    complete = (
-        fetched
-        and last == max(totals.values())
-        and len(listed) >= max(reported.values(), default=0)
-    )
+    listed = scan.unique()
+    total = scan.total or 0
+    complete = scan.complete() and not _failed(build)
+    build.listing = {"complete": complete, "listed": len(listed), "total": total}
+    if not complete and not _partial(scan, limit) and not _failed(build):
+        build.fail(
+            PHASE_NODES,
+            f"listing incomplete: {len(listed)} of the {total} nodes the registry counts after "
+            f"{scan.rounds()} rounds of pages (its order shifted while paging); nothing was "
+            "deleted, run again to complete it",
+        )
     build.nodes = _merge_listing(build.nodes, listed, complete)
     build.phase_stats[PHASE_NODES] = {
-        "pages": {page: len(pages[page]) for page in sorted(pages)},
+        "pages": {p: len(answer.items) for (r, p), answer in sorted(scan.pages.items()) if r == 1},
+        "rounds": scan.rounds(),
         "listed": len(listed),
+        "total": total,
         "complete": complete,
     }
 
 
-async def _fetch_page(client: RegistryClient, page: int, limit: int) -> dict[str, Any]:
-    path = "/nodes"
-    answer = await client.get(path, {"page": page, "limit": limit})
-    data = answer.data
-    nodes = data.get("nodes") if isinstance(data, dict) else None
-    if not isinstance(nodes, list) or not all(_has_id(node) for node in nodes):
-        raise FetchError(client.url(path, {"page": page, "limit": limit}), "not a nodes page")
-    total_pages = data.get("totalPages")
-    total = data.get("total")
-    return {
-        "k": "page",
-        "page": page,
-        "nodes": nodes,
-        "total_pages": total_pages if isinstance(total_pages, int) else page,
-        "total": total if isinstance(total, int) else 0,
-    }
+def _failed(build: Build) -> bool:
+    return any(failure.startswith(f"{PHASE_NODES}: page") for failure in build.failures)
 
 
-def _has_id(node: Any) -> bool:
-    return isinstance(node, dict) and isinstance(node.get("id"), str) and bool(node["id"])
+def _partial(scan: PagedScan, limit: int | None) -> bool:
+    """`--pages N` cut the listing short on purpose (N pages cannot hold every node)."""
+    return limit is not None and scan.page_count() > limit
 
 
-def _dedupe(pages: dict[int, list[Node]]) -> dict[str, Node]:
-    """Pages shift while we page (nodes get added): keep each id's first appearance."""
-    listed: dict[str, Node] = {}
-    for page in sorted(pages):
-        for node in pages[page]:
-            listed.setdefault(node["id"], node)
-    return listed
+async def _rounds(client: RegistryClient, build: Build, scan: PagedScan, limit: int | None) -> None:
+    """Rounds of pages until the listing reaches its `total`: at most `max_rounds`, none after
+    a failure, a round that found nothing new, or a partial listing asked for."""
+    round_ = max(scan.rounds(), 1)
+    while True:
+        before = len(scan.unique())
+        await _round(client, build, scan, round_, limit)
+        found = len(scan.unique()) - before
+        if scan.complete() or _failed(build) or _partial(scan, limit):
+            return
+        if round_ >= NODES.max_rounds or (round_ > 1 and not found):
+            return
+        round_ += 1
 
 
-def _merge_listing(known: dict[str, Node], listed: dict[str, Node], complete: bool) -> dict:
+async def _round(
+    client: RegistryClient, build: Build, scan: PagedScan, round_: int, limit: int | None
+) -> None:
+    """One pass over the pages (those of this round not already fetched or replayed), in
+    waves: a page past the end (no nodes) ends the pass, so a `total` that lies costs a wave
+    of requests, not the hundreds of pages it announces."""
+
+    async def fetch(page: int) -> None:
+        await fetch_into(client, build, scan, (round_, page), PHASE_NODES, "page", "page")
+
+    if (round_, 1) not in scan.pages:
+        await fetch(1)
+        build.checkpoint()
+        if (round_, 1) not in scan.pages:
+            return
+    else:
+        build.reporter.advance(PHASE_NODES)
+    last = scan.page_count() if limit is None else min(scan.page_count(), limit)
+    missing = [page for page in scan.missing(round_, last) if page != 1]
+    build.reporter.grow(PHASE_NODES, last - 1)
+    build.reporter.advance(PHASE_NODES, last - 1 - len(missing))
+    wave = max(WAVE, build.options.concurrency)
+    for start in range(0, len(missing), wave):
+        async with asyncio.TaskGroup() as group:
+            for page in missing[start : start + wave]:
+                group.create_task(fetch(page))
+        build.checkpoint()
+        if any(not answer.items for (r, _p), answer in scan.pages.items() if r == round_):
+            build.reporter.advance(PHASE_NODES, max(0, len(missing) - start - wave))
+            return
+
+
+def _merge_listing(known: dict[str, Node], listed: dict[str, Any], complete: bool) -> dict:
     """Fresh server fields, our own fields carried over; drop unlisted nodes only if complete."""
     merged: dict[str, Node] = {}
     for node_id, server_node in listed.items():

@@ -53,7 +53,8 @@ class StepResult:
 
     def problem(self) -> str:
         more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-        return f"{self.title}: {len(self.failures)} items failed: {self.failures[0]}{more}"
+        items = "item" if len(self.failures) == 1 else "items"
+        return f"{self.title}: {len(self.failures)} {items} failed: {self.failures[0]}{more}"
 
     def summary_line(self) -> str:
         """One line for a log: the headline (or the summary rows), failures, notes."""

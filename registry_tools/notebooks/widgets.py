@@ -25,8 +25,8 @@ import concurrent.futures
 import os
 import queue
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import ipywidgets as w
 
@@ -67,6 +67,7 @@ class WidgetReporter:
     def __init__(self, phases: Sequence[str] = ()) -> None:
         self._events: queue.SimpleQueue[tuple[str, str, int]] = queue.SimpleQueue()
         self._bars: dict[str, tuple[w.IntProgress, w.Label]] = {}
+        self._status: dict[str, str] = {}  # written by the worker, read when pumping
         self._frozen = False
         self.widget = w.VBox()
         for phase in phases:
@@ -83,6 +84,10 @@ class WidgetReporter:
 
     def finish(self, phase: str) -> None:
         self._events.put(("finish", phase, 0))
+
+    def status(self, phase: str, values: Mapping[str, Any]) -> None:
+        """How the phase goes (request rate, 429s, ...), shown beside its count."""
+        self._status[phase] = ", ".join(f"{k} {v}" for k, v in values.items())
 
     def reset(self) -> None:
         """Empty every bar before a new run."""
@@ -111,7 +116,9 @@ class WidgetReporter:
             bar.value = min(bar.value + n, bar.max)
         else:
             bar.value, bar.bar_style = bar.max, "success"
+        status = self._status.get(phase)
         label.value = f"{bar.value}/{bar.max}" + (" done" if kind == "finish" else "")
+        label.value += f" ({status})" if status else ""
 
     def interrupted(self) -> None:
         """Mark the bars that had not finished and stop following the run (call from the

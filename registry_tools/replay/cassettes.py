@@ -23,7 +23,6 @@ refused instead of silently replaying the wrong registry.
 
 from __future__ import annotations
 
-import base64
 import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -32,7 +31,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
 import vcr
 import vcr.serialize
 from vcr.cassette import Cassette
@@ -44,11 +42,11 @@ from vcr.request import Request
 
 from registry_tools import files, heap
 from registry_tools.errors import UserError
+from registry_tools.replay.cassette_format import JsonSerializer, canonical_body
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 MANIFEST = "manifest.json"
 BUNDLED = Path(__file__).resolve().parent / "bundled"
-FORMAT = "registry-tools-cassette/1"
 MANIFEST_FORMAT = "registry-tools-cassettes/1"
 SERIALIZER = "registry-json"
 
@@ -59,7 +57,7 @@ REDACTED = "REDACTED"
 # ids: re-recording would differ) or sensitive (Set-Cookie), so it is never written.
 KEPT_RESPONSE_HEADERS = frozenset({"content-type", "retry-after", "location"})
 
-Key = tuple[str, str]
+Key = tuple[str, str, bytes | None]
 
 
 class MissingInteraction(UserError):
@@ -109,9 +107,10 @@ def clean_response(response: dict[str, Any]) -> dict[str, Any]:
 
 
 def match_key(request: Request) -> Key:
-    """The index key: method and scrubbed URL, which are equal exactly when vcrpy's `method`,
-    `path` and `query` matchers (configured below) say two scrubbed requests match."""
-    return (request.method.upper(), scrub_url(request.uri))
+    """The index key: method, scrubbed URL and canonical body (`POST /bulk/nodes/versions`
+    asks different things of one URL), which are equal exactly when vcrpy's `method`,
+    `path`, `query` and `body` matchers (configured below) say two scrubbed requests match."""
+    return (request.method.upper(), scrub_url(request.uri), canonical_body(request.body))
 
 
 # ---- the cassette ----------------------------------------------------------------------------
@@ -165,107 +164,7 @@ class IndexedCassette(Cassette):
         )
 
 
-# ---- file format -----------------------------------------------------------------------------
-
-
-class JsonSerializer:
-    """vcrpy serializer: a JSON document with readable bodies, interactions sorted by request.
-
-    vcrpy hands over `{"version", "interactions": [{"request", "response"}], "metadata"}` with
-    bodies as text; `deserialize` gives the same shape back.
-    """
-
-    @staticmethod
-    def serialize(data: dict[str, Any]) -> str:
-        interactions = sorted(
-            (
-                {
-                    "request": _encode_request(i["request"]),
-                    "response": _encode_response(i["response"]),
-                }
-                for i in data["interactions"]
-            ),
-            key=lambda i: (i["request"]["uri"], i["request"]["method"]),
-        )
-        header = {"format": FORMAT, "metadata": data.get("metadata") or {}}
-        return files.dumps({"header": header, "interactions": interactions}).decode()
-
-    @staticmethod
-    def deserialize(text: str | bytes) -> dict[str, Any]:
-        document = orjson.loads(text)
-        if not isinstance(document, dict) or document.get("header", {}).get("format") != FORMAT:
-            raise ValueError(f"not a registry-tools cassette (no {FORMAT!r} header)")
-        return {
-            "version": vcr.serialize.CASSETTE_FORMAT_VERSION,
-            "interactions": [
-                {
-                    "request": _decode_request(i["request"]),
-                    "response": _decode_response(i["response"]),
-                }
-                for i in document["interactions"]
-            ],
-            "metadata": document["header"].get("metadata") or {},
-        }
-
-
-def _encode_request(request: dict[str, Any]) -> dict[str, Any]:
-    encoded = {"method": request["method"], "uri": request["uri"]}
-    if request.get("body") is not None:
-        encoded["body"] = request["body"]
-    return encoded
-
-
-def _decode_request(encoded: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "method": encoded["method"],
-        "uri": encoded["uri"],
-        "body": encoded.get("body"),
-        "headers": {},
-    }
-
-
-def _encode_response(response: dict[str, Any]) -> dict[str, Any]:
-    headers = {
-        name: values[0] if len(values) == 1 else values
-        for name, values in response["headers"].items()
-    }
-    encoded = {
-        "status": response["status"]["code"],
-        "reason": response["status"]["message"],
-        "headers": headers,
-    }
-    if "string" in response["body"]:
-        encoded.update(_encode_body(response["body"]["string"], headers))
-    return encoded
-
-
-def _encode_body(body: str | bytes, headers: Mapping[str, Any]) -> dict[str, Any]:
-    """`json` (a JSON value) when the answer says it is JSON and parses, else `text`/`base64`."""
-    content_type = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "")
-    if "json" in content_type:
-        try:
-            return {"json": orjson.loads(body)}
-        except orjson.JSONDecodeError:
-            pass  # a truncated answer: keep it verbatim
-    if isinstance(body, bytes):
-        return {"base64": base64.b64encode(body).decode()}
-    return {"text": body}
-
-
-def _decode_response(encoded: dict[str, Any]) -> dict[str, Any]:
-    if "json" in encoded:
-        body = {"string": orjson.dumps(encoded["json"])}
-    elif "base64" in encoded:
-        body = {"string": base64.b64decode(encoded["base64"])}
-    elif "text" in encoded:
-        body = {"string": encoded["text"]}
-    else:
-        body = {}
-    return {
-        "status": {"code": encoded["status"], "message": encoded["reason"]},
-        "headers": encoded["headers"],
-        "body": body,
-    }
+# ---- files (the format itself is `cassette_format`) ----------------------------------------
 
 
 class AtomicPersister:
@@ -297,7 +196,9 @@ class AtomicPersister:
 
 def _configured_vcr() -> vcr.VCR:
     config = vcr.VCR(
-        serializer=SERIALIZER, match_on=("method", "path", "query"), record_on_exception=False
+        serializer=SERIALIZER,
+        match_on=("method", "path", "query", "body"),
+        record_on_exception=False,
     )
     config.register_serializer(SERIALIZER, JsonSerializer)
     config.register_persister(AtomicPersister)
@@ -390,12 +291,18 @@ def bundled_cassettes(name: str) -> Path:
 def read_manifest(directory: Path) -> dict[str, Any]:
     """A cassette directory's manifest (UserError if missing or not one)."""
     manifest = files.read_json(Path(directory) / MANIFEST, "cassette manifest")
+    where = f"cassette manifest {Path(directory) / MANIFEST}"
     if (
         not isinstance(manifest, dict)
         or manifest.get("format") != MANIFEST_FORMAT
         or not isinstance(manifest.get("dataset"), dict)
     ):
-        raise UserError(f"cassette manifest {Path(directory) / MANIFEST}: not a {MANIFEST_FORMAT}")
+        raise UserError(f"{where}: not a {MANIFEST_FORMAT}")
+    phases = manifest.get("phases", {})
+    if not isinstance(phases, dict) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in phases.values()
+    ):
+        raise UserError(f"{where}: 'phases' must map phase names to interaction counts")
     return manifest
 
 

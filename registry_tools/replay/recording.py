@@ -1,19 +1,26 @@
 """`registry-tools record`: (re-)record a cassette set, so anyone can regenerate the bundled ones.
 
 Without a base URL the data set is synthetic: `synth.generate` builds it from a recipe's node
-count and seed, the emulator serves it with deterministic faults (so retries and a
-Retry-After sequence are recorded), and the three phases run through `phase_cassettes` in
-mode `all`. Faults are decided per request key, and cassettes are sorted by request, so
-re-recording gives byte-identical files at any concurrency. With a base URL the same fetch
-options record a real registry instead.
+count and seed, and the stand-in registry serves it the way the real one behaves (the recipe's
+`Behaviour`: a rate limit with bare 429s, listing drift and page caches, pending extraction,
+hidden banned and deleted packages) plus a few deterministic faults (a Retry-After sequence,
+500s, dropped and truncated answers); the three phases run through `phase_cassettes` in mode
+`all`. The emulator's clock runs `clock_speed` times faster, so its 12 requests/s admit a
+recording in seconds: the client sees the same kinds of answers as at the real rate.
+
+Which requests meet the rate limit depends on when they arrive, so two recordings are not
+byte-identical; what they record is: replaying either gives the same cache. With a base URL
+the same fetch options record a real registry instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import tempfile
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,7 @@ from registry_tools.fetch.options import (
 )
 from registry_tools.fetch.run import run_cache
 from registry_tools.registry import synth
+from registry_tools.registry.behaviour import Behaviour
 from registry_tools.registry.emulator import Faults, running_emulator
 from registry_tools.replay.cassettes import phase_cassettes, read_manifest
 
@@ -43,25 +51,32 @@ class Fetch:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A synthetic data set: what the emulator serves, how it misbehaves, how it is fetched."""
+    """A synthetic data set: what the emulator serves, how it behaves and misbehaves, how it
+    is fetched."""
 
     nodes: int
     seed: int
     faults: Faults
     fetch: Fetch = field(default_factory=Fetch)
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    clock_speed: float = 1.0
+    # share of versions whose extraction is pending without the registry saying so in the
+    # version (only `{"comfy_nodes": null}` tells), as in caches fetched before it did
+    silent_pending: float = 0.0
 
 
 GENERATED_AT = "2026-01-01T00:00:00Z"
 
 RECIPES = {
-    # Two pages of 30 nodes (all of them); a few % of each fault kind, with a short Retry-After so
-    # replaying the recorded 429s stays fast.
+    # 60 packages behind the realistic registry (its clock three times faster), listed in two
+    # pages of 30 (rounds of them until complete), metadata of each package's newest 5
+    # installable versions; a few % of each fault kind on top, with a short Retry-After so
+    # replaying the 429s stays fast.
     "sample": Recipe(
         nodes=60,
         seed=7,
         faults=Faults(
-            rate_429=0.03,
-            rate_429_bare=0.02,
+            rate_429=0.02,
             rate_500=0.02,
             rate_drop=0.01,
             rate_truncate=0.01,
@@ -69,6 +84,11 @@ RECIPES = {
             seed=3,
             max_consecutive_faults=2,
         ),
+        # every realistic behaviour but hidden packages: the sample keeps its 60 (a banned
+        # one answers 403, a deleted one 404, when their versions are asked for)
+        behaviour=dataclasses.replace(Behaviour.realistic(seed=7), enforce_statuses=False),
+        clock_speed=3.0,
+        silent_pending=0.03,
     ),
 }
 
@@ -134,9 +154,31 @@ REPLAY_BACKOFF = 0.01
 def recorded_fetch(directory: Path) -> dict[str, Any]:
     """The fetch options a cassette set was recorded with (empty if the manifest has none):
     its data set's, else those its last recording of each phase noted in the manifest's
-    `fetch` (the notebooks note them: a set they record grows one phase at a time)."""
+    `fetch` (the notebooks note them: a set they record grows one phase at a time). Checked:
+    a hand-edited manifest (`"max_versions": "5"`) is a one-line error here, not a TypeError
+    later."""
     manifest = read_manifest(directory)
-    return {**manifest.get("fetch", {}), **manifest["dataset"].get("fetch", {})}
+    where = f"cassette manifest {Path(directory) / 'manifest.json'}"
+    merged: dict[str, Any] = {}
+    for key, fetch in (("fetch", manifest.get("fetch", {})),
+                       ("dataset.fetch", manifest["dataset"].get("fetch", {}))):  # fmt: skip
+        _check_fetch(f"{where}: {key}", fetch)
+        merged.update(fetch)
+    return merged
+
+
+def _check_fetch(where: str, fetch: Any) -> None:
+    if not isinstance(fetch, dict):
+        raise UserError(f"{where} is not an object")
+    known = {f.name for f in fields(Fetch)}
+    for name, value in fetch.items():
+        if name not in known:
+            raise UserError(f"{where}.{name}: not a fetch option ({', '.join(sorted(known))})")
+        low = -1 if name == "max_versions" else 1
+        if value is None and name == "pages":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or value == 0:
+            raise UserError(f"{where}.{name} is {value!r}, expected an integer of at least {low}")
 
 
 def replay_defaults(directory: Path) -> dict[str, Any]:
@@ -188,10 +230,16 @@ def _record_synthetic(name: str, recipe: Recipe, directory: Path, concurrency: i
         "name": name,
         "source": "registry-tools emulator",
         "synth": {"nodes": recipe.nodes, "seed": recipe.seed},
+        "behaviour": asdict(recipe.behaviour),
         "fingerprint": "sha256:" + hashlib.sha256(files.dumps(cache)).hexdigest()[:16],
         "fetch": asdict(recipe.fetch),
     }
-    with running_emulator(cache, recipe.faults) as emulator:
+    started = time.monotonic()
+
+    def fast() -> float:
+        return started + (time.monotonic() - started) * recipe.clock_speed
+
+    with running_emulator(cache, recipe.faults, behaviour=recipe.behaviour, clock=fast) as emulator:
         return _record(dataset, directory, emulator.url, recipe.fetch, concurrency, backoff=0.01)
 
 
@@ -199,9 +247,16 @@ def _generate(recipe: Recipe) -> dict[str, Any]:
     """The recipe's cache, with the clock pinned so its bytes (and fingerprint) never vary."""
     clock.pin(GENERATED_AT)
     try:
-        return synth.generate(recipe.nodes, recipe.seed)
+        cache = synth.generate(recipe.nodes, recipe.seed)
     finally:
         clock.pin(None)
+    for node in cache["nodes"]:
+        for version in node.get("versions_list", []):
+            key = f"{recipe.seed}\0{node['id']}\0{version['version']}".encode()
+            if int(hashlib.sha1(key).hexdigest()[:8], 16) / 2**32 < recipe.silent_pending:
+                version.update(metadata_cached=False, metadata_pending="pending")
+                version.pop("comfy_nodes", None)
+    return cache
 
 
 def _record(
