@@ -9,7 +9,10 @@ synthetic packages. The strategy's `registry-tools cache` (default options) mirr
 registry then moves by a day (`POST /_emulator/advance` with `Churn.day()`: every pending
 extraction finished, 1 % of the versions deprecated or banned, 1 % new versions), and the
 strategy refreshes its cache with `--input`. Request counts are the server's; every change
-the day made is looked for in the refreshed cache.
+the day made is looked for in the refreshed cache, against an in-process twin of the served
+registry moved by the same churn (a finished extraction's nodes exist only after the move).
+Each finished extraction or new release in the metadata window costs one comfy-nodes read (no
+endpoint answers several versions' nodes), so the refresh prints that floor beside the rest.
 
 Each strategy is `branch` (this checkout) or a git ref whose fetcher runs from
 `git archive REF | tar -x` (the same Python, its own package first on `PYTHONPATH`); `2bb0d66`
@@ -37,7 +40,8 @@ from pathlib import Path
 
 from registry_tools import clock, files
 from registry_tools.registry import synth
-from registry_tools.registry.behaviour import Churn
+from registry_tools.registry.behaviour import Behaviour, Churn
+from registry_tools.registry.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 BANNED = "NodeVersionStatusBanned"
@@ -88,14 +92,24 @@ def listed_nodes(cache_path: Path) -> set[str]:
     return {n["id"] for n in json.loads(cache_path.read_bytes())["nodes"]}
 
 
-def changes_seen(changes: dict, registry: dict, refreshed: Path) -> dict[str, tuple[int, int]]:
-    """(seen, of) for each kind of change the day made, in the refreshed cache."""
+def moved_twin(registry: dict, seed: int) -> tuple[dict, dict[tuple[str, str], list]]:
+    """The day's changes and every version's extracted node names after it, from an
+    in-process emulator of the same registry and behaviour moved by the same churn."""
+    twin = Emulator(json.loads(files.dumps(registry)), behaviour=Behaviour.realistic(seed))
+    changes = json.loads(json.dumps(twin.advance(Churn.day(seed=seed)).as_dict()))
+    names = {
+        key: [comfy.get("comfy_node_name") for comfy in extraction.nodes or []]
+        for key, extraction in twin.registry.extraction.items()
+    }
+    return changes, names
+
+
+def changes_seen(changes: dict, truth: dict, refreshed: Path) -> dict[str, tuple[int, int]]:
+    """(seen, of) for each kind of change the day made, in the refreshed cache; `truth`: each
+    version's extracted node names after the day."""
     cache = json.loads(refreshed.read_bytes())
     versions = {
         (n["id"], v["version"]): v for n in cache["nodes"] for v in n.get("versions_list", [])
-    }
-    truth = {
-        (n["id"], v["version"]): v for n in registry["nodes"] for v in n.get("versions_list", [])
     }
     deleted = set(changes["deleted"])
     live = lambda pairs: [tuple(p) for p in pairs if p[0] not in deleted]  # noqa: E731
@@ -111,8 +125,7 @@ def changes_seen(changes: dict, registry: dict, refreshed: Path) -> dict[str, tu
         if got.get("metadata_pending"):
             return False
         if got.get("metadata_cached"):
-            expected = [c.get("comfy_node_name") for c in truth[key].get("comfy_nodes") or []]
-            return [c.get("comfy_node_name") for c in got.get("comfy_nodes") or []] == expected
+            return [c.get("comfy_node_name") for c in got.get("comfy_nodes") or []] == truth[key]
         return got.get("comfy_node_extract_status") == "success"
 
     checks = {
@@ -125,7 +138,24 @@ def changes_seen(changes: dict, registry: dict, refreshed: Path) -> dict[str, tu
     return {kind: (sum(found), len(found)) for kind, found in checks.items()}
 
 
-def bench(name: str, code: Path, registry_path: Path, registry: dict, args, work: Path) -> dict:
+def newly_extracted(before: Path, after: Path) -> int:
+    """Versions whose nodes the refreshed cache has and the mirror had not: each took at least
+    one comfy-nodes read, the floor of a refresh that sees every finished extraction."""
+
+    def cached(path: Path) -> set[tuple[str, str]]:
+        nodes = json.loads(path.read_bytes())["nodes"]
+        return {
+            (n["id"], v["version"])
+            for n in nodes
+            for v in n.get("versions_list", [])
+            if v.get("metadata_cached")
+        }
+
+    return len(cached(after) - cached(before))
+
+
+def bench(name: str, code: Path, registry_path: Path, twin: tuple[dict, dict], args, work: Path):
+    """One strategy's full mirror and refresh, with what the server counted."""
     process, url = serve(registry_path, args.rate, args.burst, args.seed)
     try:
         full = work / f"{name}-full.json"
@@ -139,6 +169,8 @@ def bench(name: str, code: Path, registry_path: Path, registry: dict, args, work
             "listed": len(listed_nodes(full)) if full.exists() else 0, "total": total,
         }  # fmt: skip
         changes = control(url, "advance", asdict(Churn.day(seed=args.seed)))
+        if changes != twin[0]:
+            raise SystemExit("the served registry and its twin moved differently")
         before = control(url, "stats")
         refreshed = work / f"{name}-refreshed.json"
         wall, summary, status = run_cache(
@@ -153,7 +185,8 @@ def bench(name: str, code: Path, registry_path: Path, registry: dict, args, work
         "requests": after["requests"] - before["requests"],
         "rate_limited": after["rate_limited"] - before["rate_limited"],
         "installs": after["installs"] - before["installs"], "failures": failures(summary),
-        "seen": changes_seen(changes, registry, refreshed) if refreshed.exists() else {},
+        "seen": changes_seen(changes, twin[1], refreshed) if refreshed.exists() else {},
+        "floor": newly_extracted(full, refreshed) if refreshed.exists() else 0,
         "kinds": {k: n - before["by_kind"].get(k, 0) for k, n in after["by_kind"].items()},
     }  # fmt: skip
     return {"mirror": mirror, "refresh": refresh}
@@ -205,6 +238,11 @@ def report(results: dict, args) -> None:
         )
         seen = ", ".join(f"{kind} {a}/{b}" for kind, (a, b) in r["seen"].items())
         print(f"  changes seen: {seen}   targets: <= 300 requests, every change seen")
+        metadata = r["kinds"].get("comfy_nodes", 0)
+        print(
+            f"  comfy-nodes reads {metadata}, floor {r['floor']} (versions newly extracted in "
+            f"the metadata window, one read each); every other request: {r['requests'] - metadata}"
+        )
 
 
 def main() -> None:
@@ -225,11 +263,12 @@ def main() -> None:
         clock.pin(None)
         registry_path = work / "registry.json"
         registry_path.write_bytes(files.dumps(registry))
+        twin = moved_twin(registry, args.seed)
         results = {}
         for name in args.strategies.split(","):
             code = ROOT if name == "branch" else tree_at(work, name)
             print(f"... {name}: mirroring", flush=True)
-            results[name] = bench(name, code, registry_path, registry, args, work)
+            results[name] = bench(name, code, registry_path, twin, args, work)
         report(results, args)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
