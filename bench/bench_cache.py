@@ -1,8 +1,9 @@
 """Cache-builder benchmark: throughput against latency, and the cost of checkpoints.
 
-1. Against `registry-tools serve` (a separate process) with 20 ms latency per request, build
-   all three phases of a synthetic registry (`--nodes`, `--max-versions 10`,
-   `--concurrency 10`) and compare wall time with the ideal `requests x latency / concurrency`.
+1. Against `registry-tools serve` (a separate process, no rate limit) with 20 ms latency per
+   request, build all three phases of a synthetic registry (`--nodes`) with default options
+   (concurrency 10, `--max-versions 5`, the adaptive pacer on: it must not slow a server that
+   never limits) and compare wall time with the ideal `requests x latency / concurrency`.
 2. At the seed's full scale (2,913 nodes) without latency, report the share of wall time
    spent writing and fsyncing the checkpoint journal (and, separately, the one final write).
 
@@ -35,7 +36,9 @@ def serve(cache: Path, latency_ms: int) -> tuple[subprocess.Popen, str]:
     return process, line.split()[1]
 
 
-def build(workdir: Path, nodes: int, latency_ms: int, concurrency: int, max_versions: int):
+def build(workdir: Path, nodes: int, latency_ms: int, **overrides):
+    """Build the cache of a synthetic registry of `nodes` with `CacheOptions` defaults but
+    `overrides`; the summary and the cache's size."""
     source = workdir / f"registry-{nodes}.json"
     source.write_bytes(files.dumps(synth.generate(nodes, 1)))
     process, url = serve(source, latency_ms)
@@ -43,9 +46,8 @@ def build(workdir: Path, nodes: int, latency_ms: int, concurrency: int, max_vers
         options = CacheOptions(
             output=workdir / f"cache-{nodes}.json",
             base_url=url,
-            concurrency=concurrency,
-            max_versions=max_versions,
             progress=False,
+            **overrides,
         )
         summary = run_cache(options)
     finally:
@@ -64,16 +66,17 @@ def main() -> None:
     clock.pin("2026-01-01T00:00:00Z")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        latency, concurrency = 20, 10
-        summary, _size = build(workdir, args.nodes, latency, concurrency, 10)
+        latency = 20
+        summary, _size = build(workdir, args.nodes, latency)
+        concurrency = CacheOptions(output=workdir / "x").concurrency
         ideal = summary.requests * latency / 1000 / concurrency
-        print(f"throughput: {args.nodes} nodes, latency {latency} ms, concurrency {concurrency}")
+        print(f"throughput: {args.nodes} nodes, latency {latency} ms, default options")
         print(f"  requests            {summary.requests}")
         print(f"  wall time           {summary.elapsed:.2f} s")
         print(f"  ideal               {ideal:.2f} s (requests x latency / concurrency)")
         print(f"  ratio wall/ideal    {summary.elapsed / ideal:.3f}   (target <= 1.3)")
 
-        summary, size = build(workdir, args.full_nodes, 0, 10, 10)
+        summary, size = build(workdir, args.full_nodes, 0, concurrency=10, max_versions=10)
         share = summary.journal_seconds / summary.elapsed
         print(f"checkpoints: {args.full_nodes} nodes, no latency, concurrency 10, max-versions 10")
         print(f"  versions / metadata {summary.versions} / {summary.metadata_entries}")

@@ -130,9 +130,23 @@ class PagedScan:
     listing: Listing
     size: int
     pages: dict[tuple[int, int], Page] = field(default_factory=dict)
+    # the distinct ids so far, kept as pages arrive: counting them after every page (the
+    # progress bar, `complete`) costs that page, not the whole scan again (with `unique`
+    # a 20,000-version scan cost O(pages x versions): 17 s of a 40 s replay)
+    _ids: set[str] = field(default_factory=set, init=False, repr=False)
 
     def add(self, round_: int, page: int, answer: Page) -> None:
+        replaced = (round_, page) in self.pages
         self.pages[(round_, page)] = answer
+        if replaced:
+            items = (item for kept in self.pages.values() for item in kept.items)
+            self._ids = {self.listing.item_id(item) for item in items}
+        else:
+            self._ids.update(self.listing.item_id(item) for item in answer.items)
+
+    def count(self) -> int:
+        """How many distinct ids the pages hold (`len(self.unique())`, without building it)."""
+        return len(self._ids)
 
     @property
     def total(self) -> int | None:
@@ -164,7 +178,7 @@ class PagedScan:
 
     def complete(self) -> bool:
         total = self.total
-        return total is not None and len(self.unique()) >= total
+        return total is not None and self.count() >= total
 
     def missing(self, round_: int, last: int) -> list[int]:
         return [page for page in range(1, last + 1) if (round_, page) not in self.pages]
@@ -221,4 +235,4 @@ async def fetch_into(
         build.unit_done()
     finally:
         build.reporter.advance(phase)
-        build.status(phase, **{scan.listing.items_key: len(scan.unique()), "total": scan.total})
+        build.status(phase, **{scan.listing.items_key: scan.count(), "total": scan.total})

@@ -89,9 +89,9 @@ async def _rounds(client: RegistryClient, build: Build, scan: PagedScan, limit: 
     a failure, a round that found nothing new, or a partial listing asked for."""
     round_ = max(scan.rounds(), 1)
     while True:
-        before = len(scan.unique())
+        before = scan.count()
         await _round(client, build, scan, round_, limit)
-        found = len(scan.unique()) - before
+        found = scan.count() - before
         if scan.complete() or _failed(build) or _partial(scan, limit):
             return
         if round_ >= NODES.max_rounds or (round_ > 1 and not found):
