@@ -1,4 +1,5 @@
-"""Check a built wheel: every bundled notebook and cassette, the entry points, a light core.
+"""Check a built wheel: every bundled notebook, cassette and data table, the entry points, a
+light core.
 
 Usage: python .ci/check_wheel.py dist/registry_tools-*.whl (from the checkout). Exits non-zero
 naming what is wrong; prints what the wheel holds otherwise.
@@ -11,7 +12,11 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = ("registry_tools/notebooks/bundled", "registry_tools/replay/bundled")
+BUNDLED = (
+    "registry_tools/notebooks/bundled",
+    "registry_tools/replay/bundled",
+    "registry_tools/resolve/data",
+)
 NOT_CORE = ("jupyterlab", "ipywidgets", "nbclient", "nbformat", "ipykernel", "matplotlib")
 
 
@@ -26,7 +31,7 @@ def problems(wheel: Path) -> list[str]:
         for folder in BUNDLED
         for path in (ROOT / folder).rglob("*")
         if path.is_file() and not path.name.startswith(".") and "__pycache__" not in path.parts
-    } | {"registry_tools/resolve/data/builtin_nodes.txt"}
+    }
     found = [f"missing from the wheel: {name}" for name in sorted(wanted - names)]
     if "registry_tools = registry_tools.replay.plugin" not in entry_points:
         found.append("no pytest11 entry point registry_tools")
