@@ -173,8 +173,8 @@ def _kill_after(command: list[str], journal: Path, records: int) -> None:
 
 
 # 6 listing pages, then a dozen phase-2 records (scan pages, banned nodes, bulk reads), then
-# phase 3: kill in each
-@pytest.mark.parametrize("records", [2, 9, 60, 200])
+# phase 3 (the whole run journals about 200 records: 150 leaves room before the final write)
+@pytest.mark.parametrize("records", [2, 9, 60, 150])
 def test_sigkill_then_rerun_gives_the_uninterrupted_cache(registry, tmp_path, records):
     out = tmp_path / "c.json"
     journal = Path(f"{out}.journal")
