@@ -4,6 +4,8 @@
    request, build all three phases of a synthetic registry (`--nodes`) with default options
    (concurrency 10, `--max-versions 5`, the adaptive pacer on: it must not slow a server that
    never limits) and compare wall time with the ideal `requests x latency / concurrency`.
+   Beside it, the floor of that server: a bare aiohttp session behind a semaphore of the same
+   size, fetching the comfy-nodes pages the build fetched and doing nothing else.
 2. At the seed's full scale (2,913 nodes) without latency, report the share of wall time
    spent writing and fsyncing the checkpoint journal (and, separately, the one final write).
 
@@ -13,13 +15,20 @@ Usage: python bench/bench_cache.py [--nodes 500] [--full-nodes 2913]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
+import orjson
 
 from registry_tools import clock, files
 from registry_tools.fetch.options import CacheOptions
+from registry_tools.fetch.phase_metadata import PAGE_SIZE
 from registry_tools.fetch.run import run_cache
 from registry_tools.registry import synth
 
@@ -58,6 +67,37 @@ def build(workdir: Path, nodes: int, latency_ms: int, **overrides):
     return summary, options.output.stat().st_size
 
 
+def bare_floor(workdir: Path, nodes: int, latency_ms: int, concurrency: int) -> tuple[int, float]:
+    """(requests, wall seconds) of a bare aiohttp client fetching the comfy-nodes pages the
+    build of `nodes` cached, from a fresh server of the same registry and latency."""
+    cache = orjson.loads((workdir / f"cache-{nodes}.json").read_bytes())
+    paths = [
+        f"/nodes/{quote(n['id'], safe='')}/versions/{quote(v['version'], safe='')}/comfy-nodes"
+        for n in cache["nodes"]
+        for v in n.get("versions_list", [])
+        if v.get("metadata_cached")
+    ]
+    process, url = serve(workdir / f"registry-{nodes}.json", latency_ms)
+
+    async def fetch_all() -> float:
+        slots = asyncio.Semaphore(concurrency)
+        async with aiohttp.ClientSession() as session:
+
+            async def one(path: str) -> None:
+                async with slots, session.get(url + path, params={"limit": PAGE_SIZE}) as answer:
+                    await answer.read()
+
+            begin = time.monotonic()
+            await asyncio.gather(*(one(path) for path in paths))
+            return time.monotonic() - begin
+
+    try:
+        return len(paths), asyncio.run(fetch_all())
+    finally:
+        process.terminate()
+        process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=500)
@@ -75,6 +115,9 @@ def main() -> None:
         print(f"  wall time           {summary.elapsed:.2f} s")
         print(f"  ideal               {ideal:.2f} s (requests x latency / concurrency)")
         print(f"  ratio wall/ideal    {summary.elapsed / ideal:.3f}   (target <= 1.3)")
+        count, wall = bare_floor(workdir, args.nodes, latency, concurrency)
+        floor = wall / (count * latency / 1000 / concurrency)
+        print(f"  server floor        {floor:.3f}   (bare aiohttp, {count} comfy-nodes pages only)")
 
         summary, size = build(workdir, args.full_nodes, 0, concurrency=10, max_versions=10)
         share = summary.journal_seconds / summary.elapsed
