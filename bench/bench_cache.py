@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+from _serve import served
 
 from registry_tools import clock, files
 from registry_tools.fetch.options import CacheOptions
@@ -33,25 +32,12 @@ from registry_tools.fetch.run import run_cache
 from registry_tools.registry import synth
 
 
-def serve(cache: Path, latency_ms: int) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "registry_tools", "serve", "--cache", str(cache)]
-    process = subprocess.Popen(
-        [*command, "--latency-ms", str(latency_ms)], stdout=subprocess.PIPE, text=True
-    )
-    line = process.stdout.readline().strip()
-    if not line.startswith("serving "):
-        process.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return process, line.split()[1]
-
-
 def build(workdir: Path, nodes: int, latency_ms: int, **overrides):
     """Build the cache of a synthetic registry of `nodes` with `CacheOptions` defaults but
     `overrides`; the summary and the cache's size."""
     source = workdir / f"registry-{nodes}.json"
     source.write_bytes(files.dumps(synth.generate(nodes, 1)))
-    process, url = serve(source, latency_ms)
-    try:
+    with served(source, "--latency-ms", str(latency_ms)) as url:
         options = CacheOptions(
             output=workdir / f"cache-{nodes}.json",
             base_url=url,
@@ -59,9 +45,6 @@ def build(workdir: Path, nodes: int, latency_ms: int, **overrides):
             **overrides,
         )
         summary = run_cache(options)
-    finally:
-        process.terminate()
-        process.wait()
     if not summary.ok:
         raise SystemExit(f"benchmark run failed: {summary.failures[:3]}")
     return summary, options.output.stat().st_size
@@ -77,9 +60,8 @@ def bare_floor(workdir: Path, nodes: int, latency_ms: int, concurrency: int) -> 
         for v in n.get("versions_list", [])
         if v.get("metadata_cached")
     ]
-    process, url = serve(workdir / f"registry-{nodes}.json", latency_ms)
 
-    async def fetch_all() -> float:
+    async def fetch_all(url: str) -> float:
         slots = asyncio.Semaphore(concurrency)
         async with aiohttp.ClientSession() as session:
 
@@ -91,11 +73,8 @@ def bare_floor(workdir: Path, nodes: int, latency_ms: int, concurrency: int) -> 
             await asyncio.gather(*(one(path) for path in paths))
             return time.monotonic() - begin
 
-    try:
-        return len(paths), asyncio.run(fetch_all())
-    finally:
-        process.terminate()
-        process.wait()
+    with served(workdir / f"registry-{nodes}.json", "--latency-ms", str(latency_ms)) as url:
+        return len(paths), asyncio.run(fetch_all(url))
 
 
 def main() -> None:

@@ -38,28 +38,14 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
+from _serve import ROOT, served
+
 from registry_tools import clock, files
 from registry_tools.registry import synth
 from registry_tools.registry.behaviour import Behaviour, Churn
 from registry_tools.registry.emulator import Emulator
 
-ROOT = Path(__file__).resolve().parent.parent
 BANNED = "NodeVersionStatusBanned"
-
-
-def serve(cache: Path, rate: float, burst: float, seed: int) -> tuple[subprocess.Popen, str]:
-    command = [
-        sys.executable, "-m", "registry_tools", "serve", "--cache", str(cache), "--realistic",
-        "--rate-limit", str(rate), "--rate-burst", str(burst), "--seed", str(seed),
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
-    )
-    line = process.stdout.readline().strip()
-    if not line.startswith("serving "):
-        process.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return process, line.split()[1]
 
 
 def control(url: str, path: str, body: dict | None = None) -> dict:
@@ -156,8 +142,9 @@ def newly_extracted(before: Path, after: Path) -> int:
 
 def bench(name: str, code: Path, registry_path: Path, twin: tuple[dict, dict], args, work: Path):
     """One strategy's full mirror and refresh, with what the server counted."""
-    process, url = serve(registry_path, args.rate, args.burst, args.seed)
-    try:
+    flags = ("--realistic", "--rate-limit", str(args.rate), "--rate-burst", str(args.burst),
+             "--seed", str(args.seed))  # fmt: skip
+    with served(registry_path, *flags, quiet=True) as url:
         full = work / f"{name}-full.json"
         wall, summary, status = run_cache(code, url, "--output", str(full))
         stats = control(url, "stats")
@@ -177,9 +164,6 @@ def bench(name: str, code: Path, registry_path: Path, twin: tuple[dict, dict], a
             code, url, "--input", str(full), "--output", str(refreshed)
         )
         after = control(url, "stats")
-    finally:
-        process.terminate()
-        process.wait()
     refresh = {
         "wall": wall, "summary": summary, "exit": status,
         "requests": after["requests"] - before["requests"],
